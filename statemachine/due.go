@@ -1,0 +1,44 @@
+package statemachine
+
+import "github.com/stanza-io/stanza/statemachine/pb"
+
+// Due returns the commands that time makes due at nowNanos: AckWait
+// redeliveries, MaxAge expiry and MaxInactivity deletions. The leader
+// proposes them (stamped with nowNanos); applying one that is no longer due
+// changes nothing. The result depends only on the state and nowNanos.
+func (s *State) Due(nowNanos int64) []*pb.Command {
+	var out []*pb.Command
+	cmd := func(op any) {
+		c := &pb.Command{NowNanos: nowNanos}
+		switch v := op.(type) {
+		case *pb.Redeliver:
+			c.Op = &pb.Command_Redeliver{Redeliver: v}
+		case *pb.ExpireMsgs:
+			c.Op = &pb.Command_Expire{Expire: v}
+		case *pb.DeleteChannel:
+			c.Op = &pb.Command_DeleteChannel{DeleteChannel: v}
+		}
+		out = append(out, c)
+	}
+	for _, sb := range sortedSubs(s.subs) {
+		if sb.offline || len(sb.pending) == 0 || sb.group == nil && sb.failedHB() {
+			continue
+		}
+		for _, p := range sb.pending {
+			if p.expiryNanos <= nowNanos {
+				cmd(&pb.Redeliver{SubID: sb.id})
+				break
+			}
+		}
+	}
+	for _, name := range sortedKeys(s.channels) {
+		ch := s.channels[name]
+		if age := ch.limits.MaxAgeNanos; age > 0 && ch.last >= ch.first && ch.msgs[0].timestamp+age <= nowNanos {
+			cmd(&pb.ExpireMsgs{Channel: name})
+		}
+		if ch.inactiveDue(nowNanos) {
+			cmd(&pb.DeleteChannel{Channel: name})
+		}
+	}
+	return out
+}

@@ -1,0 +1,179 @@
+package statemachine
+
+import (
+	"fmt"
+
+	"github.com/stanza-io/stanza/statemachine/pb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Config is what every replica must agree on besides the commands.
+type Config struct {
+	Limits Limits
+}
+
+// State is the whole replicated state of a stanza server. It is not safe for
+// concurrent use; the node applies commands from one goroutine.
+type State struct {
+	cfg Config
+
+	clients  map[string]*client // by client ID
+	byConnID map[string]*client // by connection ID, for clients that sent one
+
+	channels map[string]*channel // by name
+	byLower  map[string]*channel // by lower-cased name: names are unique regardless of case
+
+	subs       map[uint64]*sub // every subscription record, shadows and offline durables included
+	byAckInbox map[string]*sub // online subscriptions only
+	nextSubID  uint64
+}
+
+// New returns an empty state.
+func New(cfg Config) *State {
+	return &State{
+		cfg:        cfg,
+		clients:    map[string]*client{},
+		byConnID:   map[string]*client{},
+		channels:   map[string]*channel{},
+		byLower:    map[string]*channel{},
+		subs:       map[uint64]*sub{},
+		byAckInbox: map[string]*sub{},
+		nextSubID:  1,
+	}
+}
+
+// Result is what applying one command decided. The leader carries it out;
+// followers drop it (they computed the same).
+type Result struct {
+	// Err is the protocol rejection of a connect, close, subscribe or
+	// unsubscribe request: an exact "stan: ..." string, empty on success.
+	Err string
+	// AckInbox is the ack inbox of a successful subscribe.
+	AckInbox string
+	// PubAcks has one entry per message of a Publish command, in order.
+	PubAcks []PubAck
+	// Deliveries are the messages to send, in order.
+	Deliveries []Delivery
+	// Closed lists the clients this command removed (closed, replaced,
+	// expired), so the leader stops heartbeating them.
+	Closed []string
+}
+
+// PubAck is the outcome of one published message.
+type PubAck struct {
+	Guid string
+	Seq  uint64 // 0 when rejected
+	Err  string
+}
+
+// Delivery is one message for one subscription's inbox.
+type Delivery struct {
+	SubID uint64
+	Inbox string
+	Msg   *pb.MsgProto
+}
+
+// DecodeCommand decodes a command from raft entry data.
+func DecodeCommand(data []byte) (*pb.Command, error) {
+	cmd := &pb.Command{}
+	if err := proto.Unmarshal(data, cmd); err != nil {
+		return nil, fmt.Errorf("statemachine: decode command: %w", err)
+	}
+	if cmd.Op == nil {
+		return nil, fmt.Errorf("statemachine: decode command: no operation")
+	}
+	return cmd, nil
+}
+
+// EncodeCommand encodes a command for a raft entry.
+func EncodeCommand(cmd *pb.Command) []byte {
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(cmd)
+	if err != nil {
+		panic(fmt.Sprintf("statemachine: encode command: %v", err))
+	}
+	return data
+}
+
+// Apply applies one command. Every input is acceptable: a command that makes
+// no sense (an unknown client, a stale redelivery) is rejected or ignored,
+// deterministically, and changes nothing it should not.
+func (s *State) Apply(cmd *pb.Command) Result {
+	a := &applier{s: s, now: cmd.GetNowNanos()}
+	switch op := cmd.GetOp().(type) {
+	case *pb.Command_Connect:
+		a.connect(op.Connect)
+	case *pb.Command_Close:
+		a.closeRequest(op.Close.GetClientID())
+	case *pb.Command_Publish:
+		a.publish(op.Publish.GetMsgs())
+	case *pb.Command_Subscribe:
+		a.subscribe(op.Subscribe)
+	case *pb.Command_Unsubscribe:
+		a.unsubscribe(op.Unsubscribe.GetRequest(), op.Unsubscribe.GetCloseOnly())
+	case *pb.Command_Acks:
+		a.acks(op.Acks.GetAcks())
+	case *pb.Command_Redeliver:
+		a.redeliver(op.Redeliver.GetSubID())
+	case *pb.Command_Expire:
+		a.expire(op.Expire.GetChannel())
+	case *pb.Command_DeleteChannel:
+		a.deleteInactive(op.DeleteChannel.GetChannel())
+	case *pb.Command_ClientHealth:
+		a.clientHealth(op.ClientHealth.GetClientID(), op.ClientHealth.GetFailed())
+	}
+	return a.res
+}
+
+// applier carries the state of one Apply call.
+type applier struct {
+	s   *State
+	now int64
+	res Result
+}
+
+// Client is the public view of a registered client.
+type Client struct {
+	ID           string
+	HbInbox      string
+	ConnID       []byte
+	Protocol     int32
+	PingInterval int32
+	PingMaxOut   int32
+	FailedHB     bool
+}
+
+// Clients returns the registered clients sorted by ID.
+func (s *State) Clients() []Client {
+	out := make([]Client, 0, len(s.clients))
+	for _, id := range sortedKeys(s.clients) {
+		out = append(out, s.clients[id].view())
+	}
+	return out
+}
+
+// ClientByID returns the client with that ID.
+func (s *State) ClientByID(id string) (Client, bool) {
+	c, ok := s.clients[id]
+	if !ok {
+		return Client{}, false
+	}
+	return c.view(), true
+}
+
+// ClientByConnID returns the client with that connection ID, which is how a
+// ping finds its client.
+func (s *State) ClientByConnID(connID []byte) (Client, bool) {
+	c, ok := s.byConnID[string(connID)]
+	if !ok {
+		return Client{}, false
+	}
+	return c.view(), true
+}
+
+// AckInboxKnown reports whether an online subscription has this ack inbox.
+func (s *State) AckInboxKnown(ackInbox string) bool {
+	_, ok := s.byAckInbox[ackInbox]
+	return ok
+}
+
+func protoSize(m proto.Message) int { return proto.Size(m) }

@@ -1,0 +1,141 @@
+package statemachine
+
+import "github.com/stanza-io/stanza/statemachine/pb"
+
+// unsubscribe removes a subscription (or only closes it, for subclose),
+// found by ack inbox, then by delivery inbox: a client whose subscribe timed
+// out sends its delivery inbox.
+func (a *applier) unsubscribe(req *pb.UnsubscribeRequest, closeOnly bool) {
+	ch, ok := a.s.channels[req.GetSubject()]
+	if !ok {
+		a.res.Err = ErrUnknownChannel
+		return
+	}
+	sb := a.s.byAckInbox[req.GetInbox()]
+	if sb != nil && sb.ch != ch {
+		sb = nil
+	}
+	if sb == nil {
+		for _, cand := range sortedSubs(ch.subs) {
+			if !cand.offline && cand.inbox == req.GetInbox() {
+				sb = cand
+				break
+			}
+		}
+	}
+	if sb == nil {
+		a.res.Err = ErrInvalidSub
+		return
+	}
+	if sb.clientID != req.GetClientID() {
+		a.res.Err = ErrUnknownClient
+		return
+	}
+	a.closeSub(sb, !closeOnly)
+}
+
+// closeSub takes an online subscription off line. With unsubscribe, durable
+// state is forgotten; without, a durable stays offline and the last member of
+// a durable queue group leaves a shadow.
+func (a *applier) closeSub(sb *sub, unsubscribe bool) {
+	ch := sb.ch
+	delete(sb.client.subs, sb.id)
+	delete(a.s.byAckInbox, sb.ackInbox)
+	sb.client = nil
+	sb.offline = true
+	ch.activityNanos = a.now
+
+	if g := sb.group; g != nil {
+		for i, m := range g.members {
+			if m == sb {
+				g.members = append(g.members[:i:i], g.members[i+1:]...)
+				break
+			}
+		}
+		if len(g.members) > 0 {
+			// The leaving member's unacked messages go to the others, now.
+			for _, seq := range sb.sortedPending() {
+				m := g.pick(true)
+				m.pending[seq] = &pending{redeliveryCount: sb.pending[seq].redeliveryCount}
+				a.deliver(m, seq, true)
+			}
+			a.forget(sb)
+			a.deliverGroup(g)
+			return
+		}
+		if g.durable && !unsubscribe {
+			sb.inbox, sb.ackInbox = "", ""
+			g.shadow = sb
+			return
+		}
+		delete(ch.queues, g.name)
+		a.forget(sb)
+		return
+	}
+	if sb.durableName != "" && !unsubscribe {
+		sb.inbox, sb.ackInbox = "", ""
+		return
+	}
+	if sb.durableName != "" {
+		delete(ch.durables, sb.clientID+"-"+sb.durableName)
+	}
+	a.forget(sb)
+}
+
+func (a *applier) forget(sb *sub) {
+	delete(a.s.subs, sb.id)
+	delete(sb.ch.subs, sb.id)
+}
+
+// acks removes acknowledged messages from pending lists, then delivers what
+// the freed room allows.
+func (a *applier) acks(acks []*pb.AckFrom) {
+	for _, af := range acks {
+		sb := a.s.byAckInbox[af.GetAckInbox()]
+		ack := af.GetAck()
+		if sb == nil || sb.ch.name != ack.GetSubject() {
+			continue // unknown subscription or channel: dropped, as the original does
+		}
+		seq := ack.GetSequence()
+		if _, ok := sb.pending[seq]; ok {
+			delete(sb.pending, seq)
+		} else if g := sb.group; g != nil {
+			// A queue member may ack a message now owned by another member.
+			for _, m := range g.members {
+				delete(m.pending, seq)
+			}
+		}
+		if sb.group != nil {
+			a.deliverGroup(sb.group)
+		} else {
+			a.deliverSub(sb)
+		}
+	}
+}
+
+// redeliver resends the messages of a subscription whose AckWait expired.
+// Queue groups may resend to another member.
+func (a *applier) redeliver(id uint64) {
+	sb := a.s.subs[id]
+	if sb == nil || sb.offline {
+		return
+	}
+	if sb.group == nil && sb.failedHB() {
+		return // a client failing heartbeats gets no redeliveries until it answers
+	}
+	for _, seq := range sb.sortedPending() {
+		p := sb.pending[seq]
+		if p.expiryNanos > a.now {
+			continue
+		}
+		target := sb
+		if g := sb.group; g != nil {
+			target = g.pick(true)
+			if target != sb {
+				delete(sb.pending, seq)
+				target.pending[seq] = &pending{redeliveryCount: p.redeliveryCount}
+			}
+		}
+		a.deliver(target, seq, true)
+	}
+}
