@@ -200,6 +200,9 @@ func (s *State) CheckInvariants() error {
 			}
 			prevTs = m.timestamp
 		}
+		if len(ch.msgs) > 0 && ch.lastTimestamp < prevTs {
+			return fmt.Errorf("channel %q: last timestamp %d before its newest message's %d", name, ch.lastTimestamp, prevTs)
+		}
 		if bytes != ch.bytes {
 			return fmt.Errorf("channel %q: bytes %d, messages sum to %d", name, ch.bytes, bytes)
 		}
@@ -210,6 +213,15 @@ func (s *State) CheckInvariants() error {
 			}
 			if !sb.offline && s.byAckInbox[sb.ackInbox] != sb {
 				return fmt.Errorf("subscription %d online without its ack inbox", sb.id)
+			}
+			if sb.group != nil && sb.group.shadow != sb && !containsSub(sb.group.members, sb) {
+				return fmt.Errorf("subscription %d: not a member of its group %q", sb.id, sb.group.name)
+			}
+			if sb.group == nil && sb.durableName != "" && ch.durables[sb.clientID+"-"+sb.durableName] != sb {
+				return fmt.Errorf("durable subscription %d not indexed", sb.id)
+			}
+			if sb.id >= s.nextSubID {
+				return fmt.Errorf("subscription %d not below the next ID %d", sb.id, s.nextSubID)
 			}
 			sent := sb.lastSent
 			if sb.group != nil {
@@ -224,8 +236,30 @@ func (s *State) CheckInvariants() error {
 				}
 			}
 		}
+		for key, sb := range ch.durables {
+			if ch.subs[sb.id] != sb || sb.group != nil || sb.clientID+"-"+sb.durableName != key {
+				return fmt.Errorf("channel %q: durable %q indexes a stale subscription %d", name, key, sb.id)
+			}
+		}
+		for key, sb := range ch.durables {
+			if ch.subs[sb.id] != sb || sb.group != nil || sb.clientID+"-"+sb.durableName != key {
+				return fmt.Errorf("channel %q: durable %q indexes a stale subscription %d", name, key, sb.id)
+			}
+		}
 		for _, gname := range sortedKeys(ch.queues) {
 			g := ch.queues[gname]
+			if g.name != gname {
+				return fmt.Errorf("queue %q indexed as %q", g.name, gname)
+			}
+			if g.shadow != nil && (g.shadow.group != g || !g.shadow.offline || ch.subs[g.shadow.id] != g.shadow) {
+				return fmt.Errorf("queue %q: bad shadow %d", gname, g.shadow.id)
+			}
+			if g.name != gname {
+				return fmt.Errorf("queue %q indexed as %q", g.name, gname)
+			}
+			if g.shadow != nil && (g.shadow.group != g || !g.shadow.offline || ch.subs[g.shadow.id] != g.shadow) {
+				return fmt.Errorf("queue %q: bad shadow %d", gname, g.shadow.id)
+			}
 			if (len(g.members) == 0) == (g.shadow == nil) {
 				return fmt.Errorf("queue %q: %d members and shadow %v", gname, len(g.members), g.shadow != nil)
 			}
@@ -286,4 +320,13 @@ func (s *State) Message(name string, seq uint64) (*pb.MsgProto, bool) {
 		return nil, false
 	}
 	return &pb.MsgProto{Sequence: seq, Subject: name, Reply: m.reply, Data: m.data, Timestamp: m.timestamp}, true
+}
+
+func containsSub(list []*sub, sb *sub) bool {
+	for _, m := range list {
+		if m == sb {
+			return true
+		}
+	}
+	return false
 }
