@@ -24,7 +24,7 @@ type modelSub struct {
 	id              uint64
 	client, channel string
 	durable         string
-	ackInbox, inbox string
+	ackInbox        string
 	inflight        int
 	lastSent        uint64
 	pending         map[uint64]bool
