@@ -1,0 +1,9 @@
+//go:build !unix
+
+package storage
+
+import "os"
+
+// lockFile does nothing where flock is not available: the lock file exists
+// but does not exclude a second process.
+func lockFile(f *os.File) error { return nil }
