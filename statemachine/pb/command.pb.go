@@ -45,7 +45,11 @@ type Command struct {
 	//	*Command_Expire
 	//	*Command_DeleteChannel
 	//	*Command_ClientHealth
-	Op            isCommand_Op `protobuf_oneof:"op"`
+	Op isCommand_Op `protobuf_oneof:"op"`
+	// replyTo is where the leader that applies the command sends the reply of
+	// a connect, close, subscribe or unsubscribe request. The state machine
+	// ignores it.
+	ReplyTo       string `protobuf:"bytes,20,opt,name=replyTo,proto3" json:"replyTo,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -182,6 +186,13 @@ func (x *Command) GetClientHealth() *ClientHealth {
 		}
 	}
 	return nil
+}
+
+func (x *Command) GetReplyTo() string {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return ""
 }
 
 type isCommand_Op interface {
@@ -349,8 +360,11 @@ func (x *CloseClient) GetClientID() string {
 
 // Publish appends a batch of messages, in order.
 type Publish struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Msgs          []*PubMsg              `protobuf:"bytes,1,rep,name=msgs,proto3" json:"msgs,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Msgs  []*PubMsg              `protobuf:"bytes,1,rep,name=msgs,proto3" json:"msgs,omitempty"`
+	// ackSubjects[i] is where the PubAck of msgs[i] goes (the NATS reply
+	// subject of the publish). The state machine ignores it.
+	AckSubjects   []string `protobuf:"bytes,2,rep,name=ackSubjects,proto3" json:"ackSubjects,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -388,6 +402,13 @@ func (*Publish) Descriptor() ([]byte, []int) {
 func (x *Publish) GetMsgs() []*PubMsg {
 	if x != nil {
 		return x.Msgs
+	}
+	return nil
+}
+
+func (x *Publish) GetAckSubjects() []string {
+	if x != nil {
+		return x.AckSubjects
 	}
 	return nil
 }
@@ -1358,7 +1379,7 @@ var File_statemachine_pb_command_proto protoreflect.FileDescriptor
 
 const file_statemachine_pb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dstatemachine/pb/command.proto\x12\tstanza.pb\x1a\x1estatemachine/pb/protocol.proto\"\xbc\x04\n" +
+	"\x1dstatemachine/pb/command.proto\x12\tstanza.pb\x1a\x1estatemachine/pb/protocol.proto\"\xd6\x04\n" +
 	"\aCommand\x12\x1a\n" +
 	"\bnowNanos\x18\x01 \x01(\x03R\bnowNanos\x12.\n" +
 	"\aconnect\x18\x02 \x01(\v2\x12.stanza.pb.ConnectH\x00R\aconnect\x12.\n" +
@@ -1371,15 +1392,17 @@ const file_statemachine_pb_command_proto_rawDesc = "" +
 	"\x06expire\x18\t \x01(\v2\x15.stanza.pb.ExpireMsgsH\x00R\x06expire\x12@\n" +
 	"\rdeleteChannel\x18\n" +
 	" \x01(\v2\x18.stanza.pb.DeleteChannelH\x00R\rdeleteChannel\x12=\n" +
-	"\fclientHealth\x18\v \x01(\v2\x17.stanza.pb.ClientHealthH\x00R\fclientHealthB\x04\n" +
+	"\fclientHealth\x18\v \x01(\v2\x17.stanza.pb.ClientHealthH\x00R\fclientHealth\x12\x18\n" +
+	"\areplyTo\x18\x14 \x01(\tR\areplyToB\x04\n" +
 	"\x02op\"X\n" +
 	"\aConnect\x123\n" +
 	"\arequest\x18\x01 \x01(\v2\x19.stanza.pb.ConnectRequestR\arequest\x12\x18\n" +
 	"\areplace\x18\x02 \x01(\bR\areplace\")\n" +
 	"\vCloseClient\x12\x1a\n" +
-	"\bclientID\x18\x01 \x01(\tR\bclientID\"0\n" +
+	"\bclientID\x18\x01 \x01(\tR\bclientID\"R\n" +
 	"\aPublish\x12%\n" +
-	"\x04msgs\x18\x01 \x03(\v2\x11.stanza.pb.PubMsgR\x04msgs\"a\n" +
+	"\x04msgs\x18\x01 \x03(\v2\x11.stanza.pb.PubMsgR\x04msgs\x12 \n" +
+	"\vackSubjects\x18\x02 \x03(\tR\vackSubjects\"a\n" +
 	"\tSubscribe\x128\n" +
 	"\arequest\x18\x01 \x01(\v2\x1e.stanza.pb.SubscriptionRequestR\arequest\x12\x1a\n" +
 	"\backInbox\x18\x02 \x01(\tR\backInbox\"d\n" +

@@ -1,0 +1,153 @@
+package node
+
+import (
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+
+	"github.com/stanza-io/stanza/statemachine"
+)
+
+// Config configures one replica's core. Durations are in ticks inside the
+// core; the shell decides how long a tick is (TickNanos).
+type Config struct {
+	// ClusterID is the STAN cluster ID clients connect with.
+	ClusterID string
+	// DiscoverPrefix is where clients send connect requests
+	// (default "_STAN.discover").
+	DiscoverPrefix string
+	// NodeName names this replica; Peers name every voter, this one
+	// included. A single node has Peers = [NodeName].
+	NodeName string
+	Peers    []string
+	Limits   statemachine.Limits
+	// TickNanos is the length of one tick, used to turn the durations below
+	// into ticks and to stamp nothing else.
+	TickNanos int64
+	// Heartbeats to clients (nats-streaming-server's hb_interval, hb_timeout,
+	// hb_fail_count).
+	HBIntervalNanos int64
+	HBTimeoutNanos  int64
+	HBFailCount     int
+	// DupProbeNanos is how long the old client of a duplicate client ID has
+	// to answer before it is replaced (500 ms in nats-streaming-server).
+	DupProbeNanos int64
+	// ElectionTicks and HeartbeatTicks configure raft.
+	ElectionTicks  int
+	HeartbeatTicks int
+	// SnapshotEntries: take a snapshot and compact the log every this many
+	// applied entries (0 = never).
+	SnapshotEntries uint64
+	// TrailingEntries are kept in the log behind a snapshot, so a slightly
+	// lagging follower catches up from the log instead of a snapshot.
+	TrailingEntries uint64
+	Logger          *slog.Logger
+}
+
+// Defaults fills what is unset with nats-streaming-server's defaults.
+func (c *Config) Defaults() {
+	if c.DiscoverPrefix == "" {
+		c.DiscoverPrefix = "_STAN.discover"
+	}
+	if c.TickNanos == 0 {
+		c.TickNanos = 100_000_000
+	}
+	if c.HBIntervalNanos == 0 {
+		c.HBIntervalNanos = 30_000_000_000
+	}
+	if c.HBTimeoutNanos == 0 {
+		c.HBTimeoutNanos = 10_000_000_000
+	}
+	if c.HBFailCount == 0 {
+		c.HBFailCount = 10
+	}
+	if c.DupProbeNanos == 0 {
+		c.DupProbeNanos = 500_000_000
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = 10
+	}
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = 1
+	}
+	if c.TrailingEntries == 0 {
+		c.TrailingEntries = 1000
+	}
+	if len(c.Peers) == 0 {
+		c.Peers = []string{c.NodeName}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports a configuration the core cannot run with.
+func (c *Config) Validate() error {
+	if c.ClusterID == "" || !statemachine.ValidChannel(c.ClusterID) {
+		return fmt.Errorf("node: invalid cluster ID %q", c.ClusterID)
+	}
+	if c.NodeName == "" || !statemachine.ValidClientID(c.NodeName) {
+		return fmt.Errorf("node: invalid node name %q: only alphanumeric and `-` or `_` characters allowed", c.NodeName)
+	}
+	seen := map[uint64]string{}
+	self := false
+	for _, p := range c.Peers {
+		if !statemachine.ValidClientID(p) {
+			return fmt.Errorf("node: invalid peer name %q", p)
+		}
+		id := RaftID(p)
+		if other, dup := seen[id]; dup {
+			return fmt.Errorf("node: peers %q and %q are the same node", other, p)
+		}
+		seen[id] = p
+		self = self || p == c.NodeName
+	}
+	if !self {
+		return fmt.Errorf("node: peers %v do not include this node %q", c.Peers, c.NodeName)
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
+	if c.HBFailCount < 1 || c.HBIntervalNanos <= 0 || c.HBTimeoutNanos <= 0 {
+		return fmt.Errorf("node: heartbeat interval, timeout and fail count must be positive")
+	}
+	return nil
+}
+
+// RaftID is the raft ID of a node name: stable, and the same on every node.
+func RaftID(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	id := h.Sum64()
+	if id == 0 {
+		id = 1
+	}
+	return id
+}
+
+// Subjects are the NATS subjects a cluster serves clients on.
+type Subjects struct {
+	Discover, Pings             string
+	PubPrefix                   string // publishes arrive on PubPrefix + ".<channel>"
+	Sub, Unsub, SubClose, Close string
+	AckPrefix                   string // ack inboxes are AckPrefix + ".<term>.<n>"
+	HBPrefix                    string // heartbeat and probe replies
+	RaftPrefix                  string // raft traffic: RaftPrefix + ".<raft id>"
+}
+
+// SubjectsFor returns the subjects of a cluster ID, following
+// nats-streaming-server's names for everything a client sees.
+func SubjectsFor(discoverPrefix, clusterID string) Subjects {
+	return Subjects{
+		Discover:   discoverPrefix + "." + clusterID,
+		Pings:      discoverPrefix + "." + clusterID + ".pings",
+		PubPrefix:  "_STAN.pub." + clusterID,
+		Sub:        "_STAN.sub." + clusterID,
+		Unsub:      "_STAN.unsub." + clusterID,
+		SubClose:   "_STAN.subclose." + clusterID,
+		Close:      "_STAN.close." + clusterID,
+		AckPrefix:  "_STAN.ack." + clusterID,
+		HBPrefix:   "_STANZA.hb." + clusterID,
+		RaftPrefix: "_STANZA.raft." + clusterID,
+	}
+}

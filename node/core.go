@@ -1,0 +1,428 @@
+// Package node is one stanza replica: it drives a raft.RawNode, turns STAN
+// requests into commands, applies committed commands to the state machine
+// and sends what they decided.
+//
+// Core is synchronous and deterministic, like raft.RawNode: Tick, Receive
+// and Process are called from one goroutine, with the time passed in, and
+// everything it sends goes through one Outbox function in order. Server
+// (shell.go) is the thin goroutine shell that runs a Core on real NATS; the
+// simulator drives the same Core directly.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/stanza-io/stanza/statemachine"
+	"github.com/stanza-io/stanza/statemachine/pb"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Outbox sends one message on the bus. The core calls it in order; the
+// environment must keep that order per subject.
+type Outbox func(subject, reply string, data []byte)
+
+// Core is one replica. It is not safe for concurrent use.
+type Core struct {
+	cfg    Config
+	id     uint64
+	subj   Subjects
+	log    *slog.Logger
+	rn     *raft.RawNode
+	store  Storage
+	sm     *statemachine.State
+	out    Outbox
+	reasm  reassembler
+	nextID uint64 // raft message IDs for chunking
+
+	confState     *raftpb.ConfState
+	applied       uint64
+	snapshotIndex uint64
+	// quietUntil: entries at or below it were applied before a restart;
+	// their replies and deliveries were already sent.
+	quietUntil uint64
+
+	leader     bool
+	term       uint64
+	readyIndex uint64 // serving starts once this index (the leader's first entry) is applied
+	serving    bool
+
+	// Leader-only state, reset when serving starts.
+	queue     []*pb.Command // proposals not yet handed to raft, in arrival order
+	nAck      uint64
+	nReply    uint64
+	hb        map[string]*hbState
+	waits     map[string]*wait // outstanding heartbeat and probe replies, by reply subject
+	probing   map[string]bool  // client IDs under a duplicate probe
+	checkEach bool             // CheckInvariants after every apply
+}
+
+type hbState struct {
+	nextNanos int64
+	waiting   string // reply subject of the outstanding heartbeat, if any
+	failures  int
+}
+
+type wait struct {
+	clientID      string
+	deadlineNanos int64
+	probe         *probe // nil for a heartbeat
+}
+
+type probe struct {
+	req     *pb.ConnectRequest
+	replyTo string
+}
+
+// ErrStopped is returned when the core cannot go on (its storage failed).
+var ErrStopped = errors.New("node: stopped")
+
+// New builds a core over storage. A storage holding state restarts the
+// replica from it; an empty one bootstraps a new cluster of cfg.Peers.
+func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Core{
+		cfg: cfg, id: RaftID(cfg.NodeName), subj: SubjectsFor(cfg.DiscoverPrefix, cfg.ClusterID),
+		log: cfg.Logger, store: storage, sm: statemachine.New(statemachine.Config{Limits: cfg.Limits}), out: out,
+	}
+	hs, cs, err := storage.InitialState()
+	if err != nil {
+		return nil, fmt.Errorf("node: read initial state: %w", err)
+	}
+	snap, err := storage.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("node: read snapshot: %w", err)
+	}
+	if !raft.IsEmptySnap(snap) {
+		if err := c.sm.Restore(snap.GetData()); err != nil {
+			return nil, fmt.Errorf("node: restore snapshot at index %d: %w", snap.GetMetadata().GetIndex(), err)
+		}
+		c.applied = snap.GetMetadata().GetIndex()
+		c.snapshotIndex = c.applied
+	}
+	c.confState = cs
+	c.quietUntil = hs.GetCommit()
+	rc := &raft.Config{
+		ID: c.id, ElectionTick: cfg.ElectionTicks, HeartbeatTick: cfg.HeartbeatTicks, Storage: storage,
+		Applied: c.applied, MaxSizePerMsg: 256 * 1024, MaxInflightMsgs: 256, MaxUncommittedEntriesSize: 1 << 30,
+		MaxCommittedSizePerReady: 64 << 20, CheckQuorum: true, PreVote: true, Logger: raftLogger{c.log.With("component", "raft")},
+	}
+	c.rn, err = raft.NewRawNode(rc)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	last, _ := storage.LastIndex()
+	if last == 0 && raft.IsEmptySnap(snap) {
+		var peers []raft.Peer
+		for _, p := range cfg.Peers {
+			peers = append(peers, raft.Peer{ID: RaftID(p)})
+		}
+		sort.Slice(peers, func(i, j int) bool { return peers[i].ID < peers[j].ID })
+		if err := c.rn.Bootstrap(peers); err != nil {
+			return nil, fmt.Errorf("node: bootstrap: %w", err)
+		}
+	}
+	if len(cfg.Peers) == 1 {
+		// A single voter needs no election timeout to lead.
+		if err := c.rn.Campaign(); err != nil {
+			return nil, fmt.Errorf("node: campaign: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// SetCheckInvariants makes the core verify the state machine after every
+// applied entry (the simulator turns it on).
+func (c *Core) SetCheckInvariants(on bool) { c.checkEach = on }
+
+// ID is this replica's raft ID.
+func (c *Core) ID() uint64 { return c.id }
+
+// Serving reports whether this replica is the leader and serves clients.
+func (c *Core) Serving() bool { return c.serving }
+
+// State is the state machine, for monitoring and checkers. Callers must not
+// change it.
+func (c *Core) State() *statemachine.State { return c.sm }
+
+// Applied is the index of the last applied entry.
+func (c *Core) Applied() uint64 { return c.applied }
+
+// Status is raft's status of this replica.
+func (c *Core) Status() raft.Status { return c.rn.Status() }
+
+// Subjects are the cluster's subjects.
+func (c *Core) Subjects() Subjects { return c.subj }
+
+// Listen returns the subjects this replica must be subscribed to now: its
+// raft and reply subjects always, the client subjects while serving.
+func (c *Core) Listen() []string {
+	s := []string{c.raftSubject(c.id), c.subj.HBPrefix + "." + strconv.FormatUint(c.id, 16) + ".>"}
+	if c.serving {
+		s = append(s, c.subj.Discover, c.subj.Pings, c.subj.PubPrefix+".>", c.subj.Sub, c.subj.Unsub,
+			c.subj.SubClose, c.subj.Close, c.subj.AckPrefix+".>")
+	}
+	return s
+}
+
+// NeedsBarrier reports whether a message on subject must wait until
+// everything received before it on other subjects was handed to the core.
+func (c *Core) NeedsBarrier(subject string) bool {
+	return subject == c.subj.Close || subject == c.subj.Unsub || subject == c.subj.SubClose
+}
+
+func (c *Core) raftSubject(id uint64) string {
+	return c.cfg.subjectRaft(c.subj, id)
+}
+
+func (cfg Config) subjectRaft(s Subjects, id uint64) string {
+	return s.RaftPrefix + "." + strconv.FormatUint(id, 16)
+}
+
+// Tick advances raft by one tick and does the leader's time-driven work at
+// nowNanos: client heartbeats, duplicate-ID probes, and what the state
+// machine says is due.
+func (c *Core) Tick(nowNanos int64) {
+	c.rn.Tick()
+	if !c.serving {
+		return
+	}
+	c.tickHeartbeats(nowNanos)
+	c.queue = append(c.queue, c.sm.Due(nowNanos)...)
+}
+
+// Receive hands the core one message from the bus.
+func (c *Core) Receive(nowNanos int64, m Msg) {
+	switch {
+	case strings.HasPrefix(m.Subject, c.subj.RaftPrefix+"."):
+		rm, err := c.reasm.add(m.Data)
+		if err != nil {
+			c.log.Warn("dropping raft message", "err", err)
+			return
+		}
+		if rm == nil {
+			return
+		}
+		if err := c.rn.Step(rm); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+			c.log.Debug("raft step", "err", err)
+		}
+	case strings.HasPrefix(m.Subject, c.subj.HBPrefix+"."):
+		c.reply(nowNanos, m)
+	case !c.serving:
+		// Not the leader (any more): the client's request times out and it
+		// retries, finding the new leader.
+	default:
+		c.request(nowNanos, m)
+	}
+}
+
+// Msg is one message from the bus.
+type Msg struct {
+	Subject, Reply string
+	Data           []byte
+}
+
+// Process hands queued proposals to raft and carries out every Ready: it
+// persists, sends, applies and replies. It returns an error only when the
+// replica cannot go on (its storage failed); the caller must stop it.
+func (c *Core) Process(nowNanos int64) error {
+	c.flushQueue(nowNanos)
+	for c.rn.HasReady() {
+		rd := c.rn.Ready()
+		if rd.SoftState != nil {
+			c.setLeader(rd.SoftState.Lead == c.id && rd.SoftState.RaftState == raft.StateLeader)
+		}
+		if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
+			c.term = rd.HardState.GetTerm()
+		}
+		if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
+			if err := c.store.ApplySnapshot(rd.Snapshot); err != nil {
+				return fmt.Errorf("%w: apply snapshot: %v", ErrStopped, err)
+			}
+			if err := c.sm.Restore(rd.Snapshot.GetData()); err != nil {
+				// Every replica restores the same bytes; a snapshot that
+				// does not restore is a bug or corruption in transit.
+				return fmt.Errorf("%w: restore snapshot at %d: %v", ErrStopped, rd.Snapshot.GetMetadata().GetIndex(), err)
+			}
+			c.applied = rd.Snapshot.GetMetadata().GetIndex()
+			c.snapshotIndex = c.applied
+			c.confState = rd.Snapshot.GetMetadata().GetConfState()
+			c.log.Info("restored snapshot", "index", c.applied)
+		}
+		// Persist BEFORE sending: a vote or an ack must never be forgotten.
+		if err := c.store.Save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
+			return fmt.Errorf("%w: save: %v", ErrStopped, err)
+		}
+		if c.leader && c.readyIndex == 0 {
+			c.readyIndex, _ = c.store.LastIndex()
+		}
+		c.send(rd.Messages)
+		if err := c.apply(nowNanos, rd.CommittedEntries); err != nil {
+			return err
+		}
+		c.rn.Advance(rd)
+		c.updateServing(nowNanos)
+		if err := c.maybeSnapshot(); err != nil {
+			return err
+		}
+		c.flushQueue(nowNanos)
+	}
+	return nil
+}
+
+func (c *Core) setLeader(leader bool) {
+	if leader == c.leader {
+		return
+	}
+	c.leader = leader
+	c.readyIndex = 0
+	if leader {
+		c.log.Info("became leader", "node", c.cfg.NodeName)
+	} else {
+		c.log.Info("not the leader", "node", c.cfg.NodeName, "leader", fmt.Sprintf("%x", c.rn.BasicStatus().Lead))
+	}
+}
+
+func (c *Core) updateServing(nowNanos int64) {
+	serve := c.leader && c.readyIndex > 0 && c.applied >= c.readyIndex
+	if serve == c.serving {
+		return
+	}
+	c.serving = serve
+	c.queue = nil
+	c.waits = map[string]*wait{}
+	c.probing = map[string]bool{}
+	c.hb = map[string]*hbState{}
+	c.nAck = 0
+	if serve {
+		// Heartbeats start one interval from now for every known client.
+		for _, cl := range c.sm.Clients() {
+			c.hb[cl.ID] = &hbState{nextNanos: nowNanos + c.cfg.HBIntervalNanos}
+		}
+		c.log.Info("serving clients", "term", c.term)
+	}
+}
+
+func (c *Core) send(msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		c.nextID++
+		chunks, err := encodeRaft(m, c.nextID)
+		if err != nil {
+			c.log.Error("raft message not sent", "err", err)
+			continue
+		}
+		subject := c.raftSubject(m.GetTo())
+		for _, ch := range chunks {
+			c.out(subject, "", ch)
+		}
+		if m.GetType() == raftpb.MsgSnap {
+			// The bus gives no delivery report; a lost snapshot is retried
+			// after raft hears from the follower again.
+			c.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFinish)
+		}
+	}
+}
+
+func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {
+	for _, e := range ents {
+		idx := e.GetIndex()
+		if idx <= c.applied {
+			continue
+		}
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			if len(e.GetData()) == 0 {
+				break // a new leader's empty entry
+			}
+			cmd, err := statemachine.DecodeCommand(e.GetData())
+			if err != nil {
+				// Every replica skips the same entry: they stay equal.
+				c.log.Error("skipping undecodable entry", "index", idx, "err", err)
+				break
+			}
+			res := c.sm.Apply(cmd)
+			if c.checkEach {
+				if err := c.sm.CheckInvariants(); err != nil {
+					panic(fmt.Sprintf("node %s: invariant broken after entry %d: %v", c.cfg.NodeName, idx, err))
+				}
+			}
+			if c.leader && idx > c.quietUntil {
+				c.carryOut(nowNanos, cmd, res)
+			}
+		case raftpb.EntryConfChange:
+			var cc raftpb.ConfChange
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				return fmt.Errorf("%w: decode conf change at %d: %v", ErrStopped, idx, err)
+			}
+			c.confState = c.rn.ApplyConfChange(&cc)
+		case raftpb.EntryConfChangeV2:
+			var cc raftpb.ConfChangeV2
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				return fmt.Errorf("%w: decode conf change at %d: %v", ErrStopped, idx, err)
+			}
+			c.confState = c.rn.ApplyConfChange(&cc)
+		}
+		c.applied = idx
+	}
+	return nil
+}
+
+func (c *Core) maybeSnapshot() error {
+	n := c.cfg.SnapshotEntries
+	if n == 0 || c.applied < c.snapshotIndex+n {
+		return nil
+	}
+	compact := uint64(0)
+	if c.applied > c.cfg.TrailingEntries {
+		compact = c.applied - c.cfg.TrailingEntries
+	}
+	if err := c.store.CreateSnapshot(c.applied, c.confState, c.sm.Snapshot(), compact); err != nil {
+		return fmt.Errorf("%w: snapshot at %d: %v", ErrStopped, c.applied, err)
+	}
+	c.snapshotIndex = c.applied
+	c.log.Debug("snapshot", "index", c.applied, "compacted_to", compact)
+	return nil
+}
+
+// flushQueue proposes the queued commands. Consecutive publishes and acks
+// were merged as they arrived; each command is one raft entry.
+func (c *Core) flushQueue(nowNanos int64) {
+	if len(c.queue) == 0 || !c.leader {
+		c.queue = nil
+		return
+	}
+	for _, cmd := range c.queue {
+		cmd.NowNanos = nowNanos
+		if err := c.rn.Propose(statemachine.EncodeCommand(cmd)); err != nil {
+			c.log.Debug("proposal dropped", "err", err)
+		}
+	}
+	c.queue = c.queue[:0]
+}
+
+type raftLogger struct{ l *slog.Logger }
+
+func (r raftLogger) Debug(v ...any)              { r.l.Debug(fmt.Sprint(v...)) }
+func (r raftLogger) Debugf(f string, v ...any)   { r.l.Debug(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Error(v ...any)              { r.l.Error(fmt.Sprint(v...)) }
+func (r raftLogger) Errorf(f string, v ...any)   { r.l.Error(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Info(v ...any)               { r.l.Debug(fmt.Sprint(v...)) }
+func (r raftLogger) Infof(f string, v ...any)    { r.l.Debug(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Warning(v ...any)            { r.l.Warn(fmt.Sprint(v...)) }
+func (r raftLogger) Warningf(f string, v ...any) { r.l.Warn(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Fatal(v ...any)              { r.l.Error(fmt.Sprint(v...)); panic(fmt.Sprint(v...)) }
+func (r raftLogger) Fatalf(f string, v ...any) {
+	r.l.Error(fmt.Sprintf(f, v...))
+	panic(fmt.Sprintf(f, v...))
+}
+func (r raftLogger) Panic(v ...any)            { panic(fmt.Sprint(v...)) }
+func (r raftLogger) Panicf(f string, v ...any) { panic(fmt.Sprintf(f, v...)) }

@@ -1,0 +1,304 @@
+package node
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/stanza-io/stanza/statemachine"
+	"github.com/stanza-io/stanza/statemachine/pb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Limits on what one raft entry carries.
+const (
+	publishBatchMsgsMax  = 4096
+	publishBatchBytesMax = 4 << 20
+	acksBatchMax         = 8192
+)
+
+// request handles a client request while serving: decode, validate what can
+// be validated without the state, and queue a command.
+func (c *Core) request(nowNanos int64, m Msg) {
+	switch {
+	case strings.HasPrefix(m.Subject, c.subj.PubPrefix+"."):
+		c.publishRequest(m)
+	case strings.HasPrefix(m.Subject, c.subj.AckPrefix+"."):
+		ack := &pb.Ack{}
+		if err := proto.Unmarshal(m.Data, ack); err != nil {
+			c.log.Debug("dropping malformed ack", "subject", m.Subject, "err", err)
+			return
+		}
+		c.queueAck(&pb.AckFrom{AckInbox: m.Subject, Ack: ack})
+	case m.Subject == c.subj.Discover:
+		c.connectRequest(nowNanos, m)
+	case m.Subject == c.subj.Pings:
+		c.pingRequest(nowNanos, m)
+	case m.Subject == c.subj.Sub:
+		req := &pb.SubscriptionRequest{}
+		if err := proto.Unmarshal(m.Data, req); err != nil {
+			c.respond(m.Reply, &pb.SubscriptionResponse{Error: statemachine.ErrInvalidSubReq})
+			return
+		}
+		if e := statemachine.ValidateSubscribe(req); e != "" {
+			c.respond(m.Reply, &pb.SubscriptionResponse{Error: e})
+			return
+		}
+		c.nAck++
+		ackInbox := c.subj.AckPrefix + "." + strconv.FormatUint(c.id, 16) + "x" + strconv.FormatUint(c.term, 10) + "." + strconv.FormatUint(c.nAck, 10)
+		c.queue = append(c.queue, &pb.Command{ReplyTo: m.Reply, Op: &pb.Command_Subscribe{Subscribe: &pb.Subscribe{Request: req, AckInbox: ackInbox}}})
+	case m.Subject == c.subj.Unsub || m.Subject == c.subj.SubClose:
+		req := &pb.UnsubscribeRequest{}
+		if err := proto.Unmarshal(m.Data, req); err != nil {
+			c.respond(m.Reply, &pb.SubscriptionResponse{Error: statemachine.ErrInvalidUnsubReq})
+			return
+		}
+		c.queue = append(c.queue, &pb.Command{ReplyTo: m.Reply, Op: &pb.Command_Unsubscribe{Unsubscribe: &pb.Unsubscribe{
+			Request: req, CloseOnly: m.Subject == c.subj.SubClose}}})
+	case m.Subject == c.subj.Close:
+		req := &pb.CloseRequest{}
+		if err := proto.Unmarshal(m.Data, req); err != nil {
+			c.respond(m.Reply, &pb.CloseResponse{Error: statemachine.ErrInvalidCloseReq})
+			return
+		}
+		c.queue = append(c.queue, &pb.Command{ReplyTo: m.Reply, Op: &pb.Command_Close{Close: &pb.CloseClient{ClientID: req.GetClientID()}}})
+	}
+}
+
+func (c *Core) publishRequest(m Msg) {
+	msg := &pb.PubMsg{}
+	if err := proto.Unmarshal(m.Data, msg); err != nil {
+		c.respond(m.Reply, &pb.PubAck{Error: statemachine.ErrInvalidPubReq})
+		return
+	}
+	if e := statemachine.ValidatePublish(msg); e != "" {
+		c.respond(m.Reply, &pb.PubAck{Guid: msg.GetGuid(), Error: e})
+		return
+	}
+	if n := len(c.queue); n > 0 {
+		if p, ok := c.queue[n-1].Op.(*pb.Command_Publish); ok && len(p.Publish.Msgs) < publishBatchMsgsMax && batchBytes(p.Publish) < publishBatchBytesMax {
+			p.Publish.Msgs = append(p.Publish.Msgs, msg)
+			p.Publish.AckSubjects = append(p.Publish.AckSubjects, m.Reply)
+			return
+		}
+	}
+	c.queue = append(c.queue, &pb.Command{Op: &pb.Command_Publish{Publish: &pb.Publish{Msgs: []*pb.PubMsg{msg}, AckSubjects: []string{m.Reply}}}})
+}
+
+func batchBytes(p *pb.Publish) int {
+	n := 0
+	for _, m := range p.Msgs {
+		n += len(m.Data) + 64
+	}
+	return n
+}
+
+func (c *Core) queueAck(af *pb.AckFrom) {
+	if n := len(c.queue); n > 0 {
+		if a, ok := c.queue[n-1].Op.(*pb.Command_Acks); ok && len(a.Acks.Acks) < acksBatchMax {
+			a.Acks.Acks = append(a.Acks.Acks, af)
+			return
+		}
+	}
+	c.queue = append(c.queue, &pb.Command{Op: &pb.Command_Acks{Acks: &pb.Acks{Acks: []*pb.AckFrom{af}}}})
+}
+
+func (c *Core) connectRequest(nowNanos int64, m Msg) {
+	req := &pb.ConnectRequest{}
+	if err := proto.Unmarshal(m.Data, req); err != nil {
+		c.respond(m.Reply, &pb.ConnectResponse{Error: statemachine.ErrInvalidConnReq})
+		return
+	}
+	if e := statemachine.ValidateConnect(req); e != "" {
+		c.respond(m.Reply, &pb.ConnectResponse{Error: e})
+		return
+	}
+	id := req.GetClientID()
+	if c.probing[id] {
+		c.respond(m.Reply, &pb.ConnectResponse{Error: statemachine.ErrInvalidClient})
+		return
+	}
+	old, exists := c.sm.ClientByID(id)
+	if !exists {
+		c.queue = append(c.queue, &pb.Command{ReplyTo: m.Reply, Op: &pb.Command_Connect{Connect: &pb.Connect{Request: req}}})
+		return
+	}
+	// The ID is taken: ask the old client whether it is alive. If it does
+	// not answer in time, the new one replaces it.
+	c.probing[id] = true
+	subject := c.newReplySubject()
+	c.waits[subject] = &wait{clientID: id, deadlineNanos: nowNanos + c.cfg.DupProbeNanos, probe: &probe{req: req, replyTo: m.Reply}}
+	c.out(old.HbInbox, subject, nil)
+}
+
+func (c *Core) pingRequest(nowNanos int64, m Msg) {
+	ping := &pb.Ping{}
+	if err := proto.Unmarshal(m.Data, ping); err != nil {
+		return
+	}
+	cl, ok := c.sm.ClientByConnID(ping.GetConnID())
+	if !ok {
+		c.respond(m.Reply, &pb.PingResponse{Error: statemachine.ErrPingReplaced})
+		return
+	}
+	c.respond(m.Reply, &pb.PingResponse{})
+	// A ping proves the client alive: heartbeats that failed are forgiven.
+	if h := c.hb[cl.ID]; h != nil && h.failures > 0 {
+		h.failures = 0
+		h.nextNanos = nowNanos
+		c.queue = append(c.queue, healthCommand(cl.ID, false))
+	}
+}
+
+func healthCommand(id string, failed bool) *pb.Command {
+	return &pb.Command{Op: &pb.Command_ClientHealth{ClientHealth: &pb.ClientHealth{ClientID: id, Failed: failed}}}
+}
+
+func (c *Core) newReplySubject() string {
+	c.nReply++
+	return c.subj.HBPrefix + "." + strconv.FormatUint(c.id, 16) + "." + strconv.FormatUint(c.term, 10) + "." + strconv.FormatUint(c.nReply, 10)
+}
+
+// reply handles an answer to a heartbeat or a duplicate probe.
+func (c *Core) reply(nowNanos int64, m Msg) {
+	w := c.waits[m.Subject]
+	if w == nil || !c.serving {
+		return
+	}
+	delete(c.waits, m.Subject)
+	if p := w.probe; p != nil {
+		// The old client is alive: the new one is refused.
+		delete(c.probing, w.clientID)
+		c.respond(p.replyTo, &pb.ConnectResponse{Error: statemachine.ErrInvalidClient})
+		return
+	}
+	h := c.hb[w.clientID]
+	if h == nil || h.waiting != m.Subject {
+		return
+	}
+	h.waiting = ""
+	if h.failures > 0 {
+		h.failures = 0
+		c.queue = append(c.queue, healthCommand(w.clientID, false))
+	}
+	_ = nowNanos
+}
+
+// tickHeartbeats sends due heartbeats and settles expired waits, in a
+// deterministic order.
+func (c *Core) tickHeartbeats(nowNanos int64) {
+	var expired []string
+	for subject, w := range c.waits {
+		if w.deadlineNanos <= nowNanos {
+			expired = append(expired, subject)
+		}
+	}
+	sortStrings(expired)
+	for _, subject := range expired {
+		w := c.waits[subject]
+		delete(c.waits, subject)
+		if p := w.probe; p != nil {
+			delete(c.probing, w.clientID)
+			c.queue = append(c.queue, &pb.Command{ReplyTo: p.replyTo, Op: &pb.Command_Connect{Connect: &pb.Connect{Request: p.req, Replace: true}}})
+			continue
+		}
+		h := c.hb[w.clientID]
+		if h == nil || h.waiting != subject {
+			continue
+		}
+		h.waiting = ""
+		h.failures++
+		if h.failures == 1 {
+			c.queue = append(c.queue, healthCommand(w.clientID, true))
+		}
+		if h.failures > c.cfg.HBFailCount {
+			c.log.Info("closing client after failed heartbeats", "client", w.clientID, "failures", h.failures)
+			c.queue = append(c.queue, &pb.Command{Op: &pb.Command_Close{Close: &pb.CloseClient{ClientID: w.clientID}}})
+			delete(c.hb, w.clientID)
+		}
+	}
+	for _, cl := range c.sm.Clients() {
+		h := c.hb[cl.ID]
+		if h == nil {
+			h = &hbState{nextNanos: nowNanos + c.cfg.HBIntervalNanos}
+			c.hb[cl.ID] = h
+		}
+		if h.waiting != "" || nowNanos < h.nextNanos {
+			continue
+		}
+		subject := c.newReplySubject()
+		h.waiting = subject
+		h.nextNanos = nowNanos + c.cfg.HBIntervalNanos
+		c.waits[subject] = &wait{clientID: cl.ID, deadlineNanos: nowNanos + c.cfg.HBTimeoutNanos}
+		c.out(cl.HbInbox, subject, nil)
+	}
+}
+
+func (c *Core) respond(subject string, m proto.Message) {
+	if subject == "" {
+		return
+	}
+	data, err := proto.Marshal(m)
+	if err != nil {
+		c.log.Error("cannot encode reply", "err", err)
+		return
+	}
+	c.out(subject, "", data)
+}
+
+// carryOut sends what an applied command decided: the reply, PubAcks, then
+// deliveries (a subscriber gets its SubscriptionResponse before any message).
+func (c *Core) carryOut(nowNanos int64, cmd *pb.Command, res statemachine.Result) {
+	switch op := cmd.Op.(type) {
+	case *pb.Command_Connect:
+		req := op.Connect.GetRequest()
+		if res.Err != "" {
+			c.respond(cmd.ReplyTo, &pb.ConnectResponse{Error: res.Err})
+			break
+		}
+		resp := &pb.ConnectResponse{PubPrefix: c.subj.PubPrefix, SubRequests: c.subj.Sub, UnsubRequests: c.subj.Unsub,
+			SubCloseRequests: c.subj.SubClose, CloseRequests: c.subj.Close, Protocol: 1}
+		if req.GetProtocol() >= 1 {
+			resp.PingRequests = c.subj.Pings
+			resp.PingInterval = req.GetPingInterval()
+			resp.PingMaxOut = req.GetPingMaxOut()
+		}
+		c.hb[req.GetClientID()] = &hbState{nextNanos: nowNanos + c.cfg.HBIntervalNanos}
+		c.log.Info("client connected", "client", req.GetClientID(), "replaced", op.Connect.GetReplace())
+		c.respond(cmd.ReplyTo, resp)
+	case *pb.Command_Close:
+		if res.Err == "" {
+			c.log.Info("client closed", "client", op.Close.GetClientID())
+		}
+		c.respond(cmd.ReplyTo, &pb.CloseResponse{Error: res.Err})
+	case *pb.Command_Subscribe:
+		c.respond(cmd.ReplyTo, &pb.SubscriptionResponse{AckInbox: res.AckInbox, Error: res.Err})
+	case *pb.Command_Unsubscribe:
+		c.respond(cmd.ReplyTo, &pb.SubscriptionResponse{Error: res.Err})
+	case *pb.Command_Publish:
+		subjects := op.Publish.GetAckSubjects()
+		for i, a := range res.PubAcks {
+			if i < len(subjects) {
+				c.respond(subjects[i], &pb.PubAck{Guid: a.Guid, Error: a.Err})
+			}
+		}
+	}
+	for _, id := range res.Closed {
+		delete(c.hb, id)
+	}
+	for _, d := range res.Deliveries {
+		data, err := proto.Marshal(d.Msg)
+		if err != nil {
+			c.log.Error("cannot encode delivery", "err", err)
+			continue
+		}
+		c.out(d.Inbox, "", data)
+	}
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}

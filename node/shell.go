@@ -1,0 +1,172 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/stanza-io/stanza/transport"
+)
+
+// Server runs a Core on a real bus: one goroutine owns the core; NATS
+// callbacks only queue messages; a ticker drives time.
+type Server struct {
+	core *Core
+	conn transport.Conn
+	log  *slog.Logger
+	tick time.Duration
+
+	mu      sync.Mutex
+	inbox   []Msg
+	notify  chan struct{}
+	do      chan func(*Core)
+	stop    chan struct{}
+	done    chan struct{}
+	err     error
+	subs    map[string]transport.Subscription
+	stopped bool
+}
+
+// StartServer starts a replica on conn with storage.
+func StartServer(cfg Config, st Storage, conn transport.Conn) (*Server, error) {
+	cfg.Defaults()
+	s := &Server{conn: conn, log: cfg.Logger, tick: time.Duration(cfg.TickNanos), notify: make(chan struct{}, 1),
+		do: make(chan func(*Core)), stop: make(chan struct{}), done: make(chan struct{}), subs: map[string]transport.Subscription{}}
+	core, err := New(cfg, st, func(subject, reply string, data []byte) {
+		if err := conn.Publish(subject, reply, data); err != nil {
+			s.log.Debug("publish failed", "subject", subject, "err", err)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.core = core
+	if err := s.reconcile(); err != nil {
+		return nil, err
+	}
+	go s.run()
+	return s, nil
+}
+
+func (s *Server) enqueue(m Msg) {
+	s.mu.Lock()
+	s.inbox = append(s.inbox, m)
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Server) run() {
+	defer close(s.done)
+	ticker := time.NewTicker(s.tick)
+	defer ticker.Stop()
+	var batch []Msg
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-ticker.C:
+			s.core.Tick(time.Now().UnixNano())
+		case <-s.notify:
+		case f := <-s.do:
+			f(s.core)
+		}
+		s.mu.Lock()
+		batch, s.inbox = s.inbox, batch[:0]
+		s.mu.Unlock()
+		now := time.Now().UnixNano()
+		for _, m := range batch {
+			s.core.Receive(now, m)
+		}
+		clear(batch)
+		if err := s.core.Process(now); err != nil {
+			s.log.Error("replica stopped", "err", err)
+			s.mu.Lock()
+			s.err = err
+			s.mu.Unlock()
+			return
+		}
+		if err := s.reconcile(); err != nil {
+			s.log.Warn("subscriptions", "err", err)
+		}
+	}
+}
+
+// reconcile subscribes to what the core listens on now, and unsubscribes
+// from what it no longer wants.
+func (s *Server) reconcile() error {
+	want := map[string]bool{}
+	for _, subject := range s.core.Listen() {
+		want[subject] = true
+		if s.subs[subject] != nil {
+			continue
+		}
+		barrier := s.core.NeedsBarrier(subject)
+		sub, err := s.conn.Subscribe(subject, func(m transport.Msg) {
+			msg := Msg{Subject: m.Subject, Reply: m.Reply, Data: m.Data}
+			if barrier {
+				// Close and unsubscribe wait for the publishes and acks
+				// received before them.
+				if err := s.conn.Barrier(func() { s.enqueue(msg) }); err == nil {
+					return
+				}
+			}
+			s.enqueue(msg)
+		})
+		if err != nil {
+			return err
+		}
+		s.subs[subject] = sub
+	}
+	for subject, sub := range s.subs {
+		if !want[subject] {
+			if err := sub.Unsubscribe(); err != nil {
+				s.log.Debug("unsubscribe", "subject", subject, "err", err)
+			}
+			delete(s.subs, subject)
+		}
+	}
+	return s.conn.Flush()
+}
+
+// Do runs f on the core's goroutine and waits: the way to read the core's
+// state (monitoring) without racing it.
+func (s *Server) Do(f func(*Core)) error {
+	ran := make(chan struct{})
+	select {
+	case s.do <- func(c *Core) { f(c); close(ran) }:
+		<-ran
+		return nil
+	case <-s.done:
+		return fmt.Errorf("node: server stopped: %v", s.Err())
+	}
+}
+
+// Err is why the server stopped on its own, if it did.
+func (s *Server) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Done is closed when the server stops.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Shutdown stops the server and drops its subscriptions.
+func (s *Server) Shutdown() {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	for _, sub := range s.subs {
+		_ = sub.Unsubscribe()
+	}
+}
