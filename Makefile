@@ -1,10 +1,27 @@
 # stanza: thin targets; the logic lives in Go.
 GO ?= go
+DATA ?= ./data
 
-.PHONY: build run test lint proto clean
+.PHONY: build run cluster test lint proto clean
 
 build:
-	$(GO) build ./...
+	$(GO) build -o bin/stanza ./cmd/stanza
+
+# One node: embedded NATS on 4222, FILE store in $(DATA).
+run:
+	$(GO) run ./cmd/stanza -st FILE --dir $(DATA)
+
+# Three nodes on loopback (NATS client ports 4222-4224, routes 6222-6224,
+# monitoring 8222-8224), FILE stores in $(DATA)/a..c. Ctrl-C stops them all.
+cluster: build
+	@mkdir -p $(DATA)
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
+	for i in 0 1 2; do \
+	  n=$$(echo a b c | cut -d' ' -f$$((i+1))); \
+	  ./bin/stanza -a 127.0.0.1 -p $$((4222+i)) -m $$((8222+i)) --cluster nats://127.0.0.1:$$((6222+i)) \
+	    --routes nats://127.0.0.1:6222,nats://127.0.0.1:6223,nats://127.0.0.1:6224 \
+	    -st FILE --dir $(DATA)/$$n --clustered --cluster_node_id $$n --cluster_peers a,b,c & \
+	done; wait
 
 test:
 	$(GO) test -count=1 ./...

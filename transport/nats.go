@@ -103,7 +103,15 @@ func (c natsConn) Publish(subject, reply string, data []byte) error {
 }
 
 func (c natsConn) Subscribe(subject string, fn func(Msg)) (Subscription, error) {
-	s, err := c.nc.Subscribe(subject, func(m *nats.Msg) { fn(Msg{Subject: m.Subject, Reply: m.Reply, Data: m.Data}) })
+	s, err := c.nc.Subscribe(subject, func(m *nats.Msg) {
+		// A request to a subject nobody listens on comes back as a "503 no
+		// responders" status. It is not an answer: a heartbeat sent to a
+		// dead client's inbox must count as missed.
+		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+			return
+		}
+		fn(Msg{Subject: m.Subject, Reply: m.Reply, Data: m.Data})
+	})
 	if err != nil {
 		return nil, fmt.Errorf("transport: subscribe %s: %w", subject, err)
 	}

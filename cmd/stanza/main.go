@@ -1,0 +1,220 @@
+// Command stanza runs a stanza server: a NATS Streaming compatible server
+// replicated with raft. It accepts nats-streaming-server's flags and config
+// files; see Usage.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nuid"
+	"github.com/stanza-io/stanza/node"
+	"github.com/stanza-io/stanza/statemachine/pb"
+	"github.com/stanza-io/stanza/storage"
+	"github.com/stanza-io/stanza/transport"
+	"google.golang.org/protobuf/proto"
+)
+
+// version is stanza's version, shown by -v.
+const version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, nil))
+}
+
+// run starts the server and blocks until a signal (or stop, for tests)
+// asks it to end. It returns the exit code.
+func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
+	opts, err := ParseOptions(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, Usage())
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "stanza: %v\n", err)
+		return 2
+	}
+	if opts.ShowVersion {
+		fmt.Fprintf(stdout, "stanza version %s\n", version)
+		return 0
+	}
+	if err := opts.Validate(); err != nil {
+		fmt.Fprintf(stderr, "stanza: %v\n", err)
+		return 2
+	}
+	log := newLogger(opts, stderr)
+	for _, ig := range opts.Ignored {
+		log.Warn("option accepted for compatibility but has no effect in stanza", "option", ig)
+	}
+	srv, err := start(opts, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	defer srv.shutdown()
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	select {
+	case s := <-sig:
+		log.Info("shutting down", "signal", s.String())
+		return 0
+	case <-stop:
+		return 0
+	case <-srv.node.Done():
+		log.Error("server stopped", "err", srv.node.Err())
+		return 1
+	}
+}
+
+func newLogger(opts Options, w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if opts.Debug || opts.Trace {
+		level = slog.LevelDebug
+	}
+	ho := &slog.HandlerOptions{Level: level}
+	if opts.LogJSON {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+type running struct {
+	nats    *transport.Embedded
+	conn    transport.Conn
+	node    *node.Server
+	closers []func()
+	log     *slog.Logger
+}
+
+func (r *running) shutdown() {
+	if r.node != nil {
+		r.node.Shutdown()
+	}
+	if r.conn != nil {
+		r.conn.Close()
+	}
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		r.closers[i]()
+	}
+	if r.nats != nil {
+		r.nats.Shutdown()
+	}
+	r.log.Info("stopped")
+}
+
+func start(opts Options, log *slog.Logger) (r *running, err error) {
+	r = &running{log: log}
+	defer func() {
+		if err != nil {
+			r.shutdown()
+		}
+	}()
+	url := opts.NATSServerURL
+	if url == "" {
+		r.nats, err = transport.StartEmbedded(transport.EmbeddedOptions{
+			Host: opts.Host, Port: opts.Port, HTTPPort: opts.HTTPPort, ClusterListen: opts.NATSCluster, Routes: opts.Routes,
+			ClusterName: opts.ClusterID, User: opts.User, Pass: opts.Pass, Debug: opts.Trace, Trace: opts.Trace, Logger: log,
+		})
+		if err != nil {
+			return r, err
+		}
+		url = r.nats.ClientURL()
+		log.Info("embedded NATS server started", "url", url)
+	}
+	name := "stanza"
+	if opts.NodeID != "" {
+		name = opts.NodeID
+	}
+	r.conn, err = transport.DialNATS(transport.NATSOptions{
+		URL: url, Name: "_STANZA-" + opts.ClusterID + "-" + name, User: opts.User, Pass: opts.Pass,
+		Secure: opts.Secure, TLSCert: opts.TLSClientCert, TLSKey: opts.TLSClientKey, TLSCACert: opts.TLSClientCACert,
+		OnDisconnect: func(e string) { log.Warn("disconnected from NATS", "err", e) },
+		OnReconnect:  func(u string) { log.Info("reconnected to NATS", "url", u) },
+	})
+	if err != nil {
+		return r, err
+	}
+	if !opts.Clustered {
+		if err := ensureAlone(r.conn, opts); err != nil {
+			return r, err
+		}
+	}
+
+	var st node.Storage
+	switch opts.StoreType {
+	case StoreFile:
+		dir := opts.Dir
+		if opts.Clustered && opts.LogPath != "" {
+			dir = opts.LogPath
+		}
+		fst, err := node.OpenFileStorage(storage.OSFS{}, dir, opts.ClusterSync)
+		if err != nil {
+			return r, err
+		}
+		r.closers = append(r.closers, func() { fst.Close() })
+		st = fst
+		log.Info("file store", "dir", dir, "fsync", opts.ClusterSync)
+	default:
+		st = node.NewMemStorage()
+		log.Info("memory store: nothing survives a restart")
+	}
+
+	peers := []string{name}
+	for _, p := range opts.Peers {
+		if p != name {
+			peers = append(peers, p)
+		}
+	}
+	cfg := node.Config{
+		ClusterID: opts.ClusterID, DiscoverPrefix: opts.DiscoverPrefix, NodeName: name, Peers: peers, Limits: opts.Limits,
+		HBIntervalNanos: int64(opts.HBInterval), HBTimeoutNanos: int64(opts.HBTimeout), HBFailCount: opts.HBFailCount,
+		SnapshotEntries: opts.SnapshotEntries, Logger: log,
+	}
+	r.node, err = node.StartServer(cfg, st, r.conn)
+	if err != nil {
+		return r, err
+	}
+	log.Info("stanza started", "version", version, "cluster_id", opts.ClusterID, "node", name, "peers", peers, "store", opts.StoreType)
+	return r, nil
+}
+
+// ensureAlone refuses to start a standalone server where another one already
+// serves the cluster ID, as nats-streaming-server does.
+func ensureAlone(conn transport.Conn, opts Options) error {
+	inbox := "_INBOX." + nuid.Next()
+	answered := make(chan struct{}, 1)
+	sub, err := conn.Subscribe(inbox, func(transport.Msg) {
+		select {
+		case answered <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	if err := conn.Flush(); err != nil {
+		return err
+	}
+	// A client ID that fails validation: a live server answers with an
+	// error and registers nothing.
+	req, _ := proto.Marshal(&pb.ConnectRequest{ClientID: "stanza.probe", HeartbeatInbox: inbox})
+	if err := conn.Publish(opts.DiscoverPrefix+"."+opts.ClusterID, inbox, req); err != nil {
+		return err
+	}
+	select {
+	case <-answered:
+		return fmt.Errorf("discovered another streaming server with cluster ID %q", opts.ClusterID)
+	case <-time.After(250 * time.Millisecond):
+		return nil
+	}
+}
