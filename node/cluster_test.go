@@ -28,7 +28,7 @@ func TestClusterFailover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := OpenFileStorage(storage.OSFS{}, t.TempDir(), true)
+		st, err := OpenFileStorage(storage.OSFS{}, t.TempDir(), FileStorageOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

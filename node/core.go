@@ -61,6 +61,8 @@ type Core struct {
 	waits     map[string]*wait // outstanding heartbeat and probe replies, by reply subject
 	probing   map[string]bool  // client IDs under a duplicate probe
 	checkEach bool             // CheckInvariants after every apply
+	stats     Stats            // what this replica received and sent while leading (monitor.go)
+	onApply   func(index, term uint64, data []byte)
 }
 
 type hbState struct {
@@ -114,7 +116,11 @@ func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
 	rc := &raft.Config{
 		ID: c.id, ElectionTick: cfg.ElectionTicks, HeartbeatTick: cfg.HeartbeatTicks, Storage: storage,
 		Applied: c.applied, MaxSizePerMsg: 256 * 1024, MaxInflightMsgs: 256, MaxUncommittedEntriesSize: 1 << 30,
-		MaxCommittedSizePerReady: 64 << 20, CheckQuorum: true, PreVote: true, Logger: raftLogger{c.log.With("component", "raft")},
+		MaxCommittedSizePerReady: 64 << 20, CheckQuorum: true, PreVote: true,
+		// A replica that still believes it leads must not get its proposals
+		// committed by the real leader: both may have received the same
+		// request, which would then be applied twice.
+		DisableProposalForwarding: true, Logger: raftLogger{c.log.With("component", "raft")},
 	}
 	c.rn, err = raft.NewRawNode(rc)
 	if err != nil {
@@ -143,6 +149,11 @@ func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
 // SetCheckInvariants makes the core verify the state machine after every
 // applied entry (the simulator turns it on).
 func (c *Core) SetCheckInvariants(on bool) { c.checkEach = on }
+
+// SetApplyObserver makes the core call f for every entry it applies, in
+// order, before applying it (the simulator checks that replicas agree on
+// every committed entry).
+func (c *Core) SetApplyObserver(f func(index, term uint64, data []byte)) { c.onApply = f }
 
 // ID is this replica's raft ID.
 func (c *Core) ID() uint64 { return c.id }
@@ -338,6 +349,9 @@ func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {
 		if idx <= c.applied {
 			continue
 		}
+		if c.onApply != nil {
+			c.onApply(idx, e.GetTerm(), e.GetData())
+		}
 		switch e.GetType() {
 		case raftpb.EntryNormal:
 			if len(e.GetData()) == 0 {
@@ -355,7 +369,11 @@ func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {
 					panic(fmt.Sprintf("node %s: invariant broken after entry %d: %v", c.cfg.NodeName, idx, err))
 				}
 			}
-			if c.leader && idx > c.quietUntil {
+			// Only the leader that proposed an entry sends what it decided:
+			// an entry of an earlier term may have been carried out by its
+			// own leader already. What no one sends is recovered by the
+			// client's retry (a reply) or by AckWait (a delivery).
+			if c.leader && e.GetTerm() == c.term && idx > c.quietUntil {
 				c.carryOut(nowNanos, cmd, res)
 			}
 		case raftpb.EntryConfChange:

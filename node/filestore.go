@@ -21,14 +21,22 @@ type FileStorage struct {
 	sync  bool
 }
 
-// OpenFileStorage opens (or creates) the log in dir. With syncWrites off,
-// Save never fsyncs (nats-streaming-server's cluster_sync=false): faster,
-// and a power loss of a quorum can lose acknowledged messages.
-func OpenFileStorage(fsys storage.FS, dir string, syncWrites bool) (*FileStorage, error) {
+// FileStorageOptions tune a FileStorage.
+type FileStorageOptions struct {
+	// NoSync makes Save never fsync (nats-streaming-server's
+	// cluster_sync=false): faster, and a power loss of a quorum can lose
+	// acknowledged messages.
+	NoSync bool
+	// SegmentBytesMax bounds a log segment (0: the WAL's default).
+	SegmentBytesMax int64
+}
+
+// OpenFileStorage opens (or creates) the log in dir.
+func OpenFileStorage(fsys storage.FS, dir string, opts FileStorageOptions) (*FileStorage, error) {
 	if err := storage.MkdirAllSync(fsys, dir); err != nil {
 		return nil, fmt.Errorf("node: storage directory %s: %w", dir, err)
 	}
-	wal, err := storage.OpenWAL(fsys, path.Join(dir, "wal"), storage.WALOptions{})
+	wal, err := storage.OpenWAL(fsys, path.Join(dir, "wal"), storage.WALOptions{SegmentBytesMax: opts.SegmentBytesMax})
 	if err != nil {
 		return nil, fmt.Errorf("node: open log: %w", err)
 	}
@@ -37,7 +45,7 @@ func OpenFileStorage(fsys storage.FS, dir string, syncWrites bool) (*FileStorage
 		wal.Close()
 		return nil, fmt.Errorf("node: open snapshots: %w", err)
 	}
-	fs := &FileStorage{WAL: wal, snaps: snaps, sync: syncWrites}
+	fs := &FileStorage{WAL: wal, snaps: snaps, sync: !opts.NoSync}
 	if err := fs.loadSnapshot(); err != nil {
 		wal.Close()
 		return nil, err

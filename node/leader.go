@@ -276,7 +276,12 @@ func (c *Core) carryOut(nowNanos int64, cmd *pb.Command, res statemachine.Result
 		c.respond(cmd.ReplyTo, &pb.SubscriptionResponse{Error: res.Err})
 	case *pb.Command_Publish:
 		subjects := op.Publish.GetAckSubjects()
+		msgs := op.Publish.GetMsgs()
 		for i, a := range res.PubAcks {
+			if a.Err == "" && i < len(msgs) {
+				c.stats.InMsgs++
+				c.stats.InBytes += uint64(proto.Size(msgs[i]))
+			}
 			if i < len(subjects) {
 				c.respond(subjects[i], &pb.PubAck{Guid: a.Guid, Error: a.Err})
 			}
@@ -292,6 +297,8 @@ func (c *Core) carryOut(nowNanos int64, cmd *pb.Command, res statemachine.Result
 			continue
 		}
 		c.out(d.Inbox, "", data)
+		c.stats.OutMsgs++
+		c.stats.OutBytes += uint64(len(data))
 	}
 }
 

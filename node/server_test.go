@@ -41,7 +41,7 @@ func (ts *testServer) start(t *testing.T, dir string, mutate func(*Config)) {
 	}
 	var st Storage = NewMemStorage()
 	if dir != "" {
-		fst, err := OpenFileStorage(storage.OSFS{}, dir, true)
+		fst, err := OpenFileStorage(storage.OSFS{}, dir, FileStorageOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,369 @@
+package sim
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+
+	"github.com/stanza-io/stanza/node"
+	"github.com/stanza-io/stanza/storage"
+	"go.etcd.io/raft/v3"
+)
+
+// Run runs the world to the end and returns its result. A panic anywhere in
+// the code under test is reported as a crash failure with its message.
+func (w *World) Run() (res Result) {
+	w.tracef("seed %d nodes %d clients %d channels %v safety_steps %d", w.cfg.Seed, w.cfg.Nodes, w.cfg.Clients, w.channels, w.cfg.SafetySteps)
+	w.tracef("faults %s", w.faults)
+	defer func() {
+		if p := recover(); p != nil {
+			w.failure = nil
+			w.fail(failCrash, "panic: %v", p)
+		}
+		res = w.result()
+	}()
+	for _, n := range w.nodes {
+		w.startNode(n)
+	}
+	for _, c := range w.clients {
+		c.listen()
+	}
+	for w.step = 1; w.step <= w.cfg.SafetySteps && w.failure == nil; w.step++ {
+		w.injectFaults()
+		w.advance(false)
+		w.checkStep()
+	}
+	if w.failure != nil {
+		return
+	}
+	w.heal()
+	budget := w.step + w.cfg.LivenessSteps
+	for ; w.step <= budget && w.failure == nil; w.step++ {
+		w.advance(true)
+		w.checkStep()
+		if w.step%50 == 0 && w.converged() {
+			w.stats.ConvergedAtStep = w.step
+			w.tracef("converged")
+			w.finalChecks()
+			return
+		}
+	}
+	if w.failure == nil {
+		w.fail(failLiveness, "no convergence within %d steps after healing: %s", w.cfg.LivenessSteps, w.whyNotConverged())
+	}
+	return res
+}
+
+func (w *World) result() Result {
+	for _, p := range w.hist.pubs {
+		w.stats.Published++
+		switch p.outcome {
+		case pubAcked:
+			w.stats.Acked++
+		case pubRejected:
+			w.stats.Rejected++
+		case pubIndefinite, pubPending:
+			w.stats.Indefinite++
+		}
+	}
+	for _, d := range w.hist.dels {
+		w.stats.Deliveries++
+		if d.redelivered {
+			w.stats.Redeliveries++
+		}
+	}
+	w.stats.PacketsSent, w.stats.PacketsDropped = w.net.stats.sent, w.net.stats.dropped
+	return Result{Seed: w.cfg.Seed, Nodes: w.cfg.Nodes, Clients: w.cfg.Clients, Faults: w.faults.String(), Failure: w.failure,
+		TraceHash: hex.EncodeToString(w.trace.Sum(nil)), Steps: w.step, Stats: w.stats, History: w.exportHistory()}
+}
+
+// advance moves time one step: deliver due packets, tick and process every
+// running node, let every client act.
+func (w *World) advance(liveness bool) {
+	w.now += stepNanos
+	for _, n := range w.nodes {
+		if !n.up && !n.broken && n.crashedUntil <= w.now {
+			w.stats.NodeRestarts++
+			w.tracef("node %s restarts", n.name)
+			w.startNode(n)
+		}
+	}
+	paused := func(e endpoint) bool { return e.isNode() && w.nodes[e].pausedUntil > w.now }
+	down := func(e endpoint) bool { return e.isNode() && !w.nodes[e].up }
+	for _, p := range w.net.due(w.now, paused, down) {
+		if p.to.isNode() {
+			n := w.nodes[p.to]
+			n.core.Receive(w.nodeNow(n), node.Msg{Subject: p.subject, Reply: p.reply, Data: p.data})
+		} else {
+			w.clients[p.to-clientBase].receive(p)
+		}
+		if w.failure != nil {
+			return
+		}
+	}
+	for _, n := range w.nodes {
+		if !n.up || n.pausedUntil > w.now {
+			continue
+		}
+		now := w.nodeNow(n)
+		n.core.Tick(now)
+		if err := n.core.Process(now); err != nil {
+			w.crashNode(n, err.Error())
+			continue
+		}
+		w.net.setSubs(n.ep, n.core.Listen())
+	}
+	for _, c := range w.clients {
+		c.step(liveness)
+	}
+}
+
+// injectFaults draws this step's faults.
+func (w *World) injectFaults() {
+	f, r := w.faults, w.r
+	pick := func() *simNode { return w.nodes[r.IntN(len(w.nodes))] }
+	if f.CrashRate > 0 && r.Float64() < f.CrashRate {
+		if n := pick(); n.up {
+			w.crashNode(n, "fault")
+		}
+	}
+	if f.PauseRate > 0 && r.Float64() < f.PauseRate {
+		if n := pick(); n.up && n.pausedUntil <= w.now {
+			n.pausedUntil = w.now + int64(1+r.IntN(f.PauseSteps))*stepNanos
+			w.tracef("node %s paused until step %d", n.name, w.step+int((n.pausedUntil-w.now)/stepNanos))
+		}
+	}
+	if f.PartitionRate > 0 && r.Float64() < f.PartitionRate {
+		w.partition()
+	}
+	if f.HealRate > 0 && r.Float64() < f.HealRate && len(w.net.blocked) > 0 {
+		w.net.heal()
+		w.tracef("network healed")
+	}
+	if f.DiskErrorRate > 0 && r.Float64() < f.DiskErrorRate {
+		if n := pick(); n.up && n.diskFaults && !n.writeErrors {
+			n.writeErrors = true
+			n.fs.InjectFault(storage.OpWrite|storage.OpSync, "/data", errInjected)
+			w.tracef("node %s disk write errors", n.name)
+		}
+	}
+	if f.BitFlipRate > 0 && r.Float64() < f.BitFlipRate {
+		if n := pick(); n.diskFaults {
+			w.flipBit(n)
+		}
+	}
+}
+
+// partition cuts the network: isolate one node, split the nodes in two
+// (symmetric), or cut one direction only (asymmetric). Clients go with a
+// random side.
+func (w *World) partition() {
+	w.net.heal()
+	w.stats.Partitions++
+	r := w.r
+	side := map[endpoint]int{}
+	switch kind := r.IntN(3); kind {
+	case 0:
+		lone := endpoint(r.IntN(len(w.nodes)))
+		for i := range w.nodes {
+			if endpoint(i) == lone {
+				side[endpoint(i)] = 1
+			}
+		}
+		w.tracef("partition: isolate node n%d", lone)
+	default:
+		for i := range w.nodes {
+			side[endpoint(i)] = r.IntN(2)
+		}
+		w.tracef("partition: split %v (asymmetric=%v)", side, kind == 2)
+	}
+	for i := range w.clients {
+		side[clientBase+endpoint(i)] = r.IntN(2)
+	}
+	asym := r.IntN(3) == 2
+	var all []endpoint
+	for e := range side {
+		all = append(all, e)
+	}
+	for i := range w.nodes {
+		all = append(all, endpoint(i))
+	}
+	for _, a := range all {
+		for _, b := range all {
+			if side[a] != side[b] && (!asym || side[a] == 0) {
+				w.net.blocked[[2]endpoint{a, b}] = true
+			}
+		}
+	}
+}
+
+// flipBit flips one bit in a sealed (not the newest) log segment: damage
+// that must be detected, never silently dropped.
+func (w *World) flipBit(n *simNode) {
+	names, err := n.fs.List("/data/wal")
+	if err != nil || len(names) < 2 {
+		return
+	}
+	sort.Strings(names)
+	var segs []string
+	for _, name := range names {
+		if len(name) > 4 && name[len(name)-4:] == ".wal" {
+			segs = append(segs, name)
+		}
+	}
+	if len(segs) < 2 {
+		return
+	}
+	name := "/data/wal/" + segs[w.r.IntN(len(segs)-1)]
+	data, err := storage.ReadFile(n.fs, name)
+	if err != nil || len(data) == 0 {
+		return
+	}
+	off := w.r.Int64N(int64(len(data)))
+	if err := n.fs.FlipBit(name, off, uint(w.r.IntN(8))); err == nil {
+		w.tracef("node %s bit flip in %s at %d", n.name, name, off)
+	}
+}
+
+// heal ends the safety phase: no more faults, the network heals, paused
+// nodes resume, crashed nodes restart now.
+func (w *World) heal() {
+	w.tracef("heal: liveness phase")
+	w.net.heal()
+	w.faults.LossRate, w.faults.DupRate, w.faults.ReorderRate, w.faults.DelaySpike = 0, 0, 0, 0
+	for _, n := range w.nodes {
+		n.pausedUntil = 0
+		n.crashedUntil = 0
+		if n.writeErrors {
+			n.fs.ClearFaults()
+			n.writeErrors = false
+		}
+	}
+}
+
+// checkStep runs the checkers that hold at every step.
+func (w *World) checkStep() {
+	if w.failure != nil {
+		return
+	}
+	for _, n := range w.nodes {
+		if !n.up {
+			continue
+		}
+		st := n.core.Status()
+		if st.RaftState == raft.StateLeader {
+			term := st.HardState.GetTerm()
+			if prev, ok := w.leaders[term]; ok && prev != n.name {
+				w.fail(failSafety, "two leaders in term %d: %s and %s", term, prev, n.name)
+				return
+			}
+			w.leaders[term] = n.name
+			if w.lastLead != n.name {
+				w.lastLead = n.name
+				w.stats.LeaderChanges++
+				w.tracef("leader %s term %d", n.name, term)
+			}
+		}
+	}
+	if w.step%20 == 0 {
+		for _, n := range w.nodes {
+			if !n.up {
+				continue
+			}
+			sum := sha256.Sum256(n.core.State().Snapshot())
+			idx := n.core.Applied()
+			if prev, ok := w.stateAt[idx]; ok && prev != sum {
+				w.fail(failSafety, "node %s has a different state at applied index %d than another replica", n.name, idx)
+				return
+			}
+			w.stateAt[idx] = sum
+		}
+	}
+	if w.step%50 == 0 {
+		for _, n := range w.nodes {
+			if !n.up {
+				continue
+			}
+			sm := n.core.State()
+			for _, ch := range sm.ChannelNames() {
+				info, _ := sm.Channel(ch)
+				for seq := info.First; seq <= info.Last; seq++ {
+					m, _ := sm.Message(ch, seq)
+					key := chanSeq{ch, seq}
+					if prev, ok := w.contents[key]; ok && prev != string(m.Data) {
+						w.fail(failSafety, "node %s: %s seq %d is %q, was %q", n.name, ch, seq, m.Data, prev)
+						return
+					}
+					w.contents[key] = string(m.Data)
+				}
+			}
+		}
+	}
+}
+
+func (w *World) leader() *simNode {
+	for _, n := range w.nodes {
+		if n.up && n.core.Serving() {
+			return n
+		}
+	}
+	return nil
+}
+
+// converged: a leader serves, every client is connected with nothing
+// outstanding, every healthy node has every acknowledged message, and every
+// durable has received everything in its channel.
+func (w *World) converged() bool { return w.whyNotConverged() == "" }
+
+func (w *World) whyNotConverged() string {
+	lead := w.leader()
+	if lead == nil {
+		return "no leader serves clients"
+	}
+	for _, c := range w.clients {
+		if c.state != connected || len(c.pubs) > 0 || len(c.requests) > 0 {
+			return fmt.Sprintf("client %s not settled (state %d, %d publishes, %d requests outstanding)", c.id, c.state, len(c.pubs), len(c.requests))
+		}
+	}
+	sm := lead.core.State()
+	for _, n := range w.nodes {
+		if n.broken {
+			continue
+		}
+		if !n.up {
+			return fmt.Sprintf("node %s is down", n.name)
+		}
+		if n.core.Applied() < lead.core.Applied() {
+			return fmt.Sprintf("node %s applied %d, leader %d", n.name, n.core.Applied(), lead.core.Applied())
+		}
+	}
+	for _, id := range sortedKeys(w.durables) {
+		d := w.durables[id]
+		info, ok := sm.Channel(d.channel)
+		if !ok {
+			return fmt.Sprintf("durable %s: channel %s missing", id, d.channel)
+		}
+		got := map[uint64]bool{}
+		for _, del := range w.hist.dels {
+			if del.identity == id {
+				got[del.seq] = true
+			}
+		}
+		for seq := info.First; seq <= info.Last; seq++ {
+			if !got[seq] {
+				return fmt.Sprintf("durable %s has not received %s seq %d (last %d)", id, d.channel, seq, info.Last)
+			}
+		}
+	}
+	return ""
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
