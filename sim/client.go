@@ -239,11 +239,14 @@ func (c *client) pubAckInbox() string { return fmt.Sprintf("_INBOX.%s.%d.acks", 
 func (c *client) act(liveness bool) {
 	now := c.w.now
 	for _, s := range c.subs {
+		if liveness {
+			s.ack = ackPrompt // what was never acked comes back after AckWait, and is acked
+		}
 		c.flushAcks(s, now, liveness)
 	}
 	if liveness {
 		// Drain: every subscriber acks everything; offline durables come back.
-		c.resumeDurables()
+		c.resumeDurables(true)
 		return
 	}
 	max := 1
@@ -261,7 +264,7 @@ func (c *client) act(liveness bool) {
 	case k < 12:
 		c.endSub(false)
 	case k < 14:
-		c.resumeDurables()
+		c.resumeDurables(false)
 	case k < 15:
 		c.close()
 	}
@@ -289,9 +292,14 @@ func (c *client) subscribe() {
 		s.start = []pb.StartPosition{pb.StartPosition_NewOnly, pb.StartPosition_First, pb.StartPosition_LastReceived}[c.r.IntN(3)]
 		s.identity = fmt.Sprintf("plain:%d", s.id)
 	case durableSub:
-		s.durable = fmt.Sprintf("d%d", c.r.IntN(2))
-		base := fmt.Sprintf("durable:%s:%s:%s", c.id, ch, s.durable)
-		s.identity = fmt.Sprintf("%s#%d", base, c.w.durableEpochs[base])
+		// Each epoch of a durable (after an unsubscribe) gets its own name:
+		// an unsubscribe whose reply is lost may not have happened, and a
+		// new durable must not resume the old one.
+		k := c.r.IntN(2)
+		base := fmt.Sprintf("durable:%s:%s:d%d", c.id, ch, k)
+		epoch := c.w.durableEpochs[base]
+		s.durable = fmt.Sprintf("d%d-%d", k, epoch)
+		s.identity = fmt.Sprintf("%s#%d", base, epoch)
 		for _, o := range c.subs {
 			if o.identity == s.identity {
 				return // already open here
@@ -319,13 +327,13 @@ func (c *client) openSub(s *simSub) {
 
 // resumeDurables reopens durable identities this client had that are not
 // open now.
-func (c *client) resumeDurables() {
+func (c *client) resumeDurables(all bool) {
 	for _, identity := range c.w.durablesOf(c.id) {
 		open := false
 		for _, s := range c.subs {
 			open = open || s.identity == identity && s.state != ended
 		}
-		if open || len(c.subs) >= 4 {
+		if open || !all && len(c.subs) >= 4 {
 			continue
 		}
 		d := c.w.durables[identity]

@@ -59,10 +59,10 @@ func swarm(r *rand.Rand) *Faults {
 		f.PartitionRate = 0.001 + 0.004*r.Float64()
 		f.HealRate = 0.005 + 0.02*r.Float64()
 	}
-	if on() && on() {
+	if r.IntN(4) == 0 {
 		f.DiskErrorRate = 0.0005
 	}
-	if on() && on() {
+	if r.IntN(4) == 0 {
 		f.BitFlipRate = 0.0005
 	}
 	if on() {
