@@ -9,7 +9,7 @@ import (
 // history records what clients saw: every publish with its outcome, and
 // every delivery.
 type history struct {
-	now  func() int64
+	now   func() int64
 	pubs  []pubRecord
 	dels  []delivery
 	final *finalLog // set once the run converged and passed the final checks

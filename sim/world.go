@@ -29,7 +29,7 @@ import (
 )
 
 const (
-	stepNanos = 10_000_000 // one step is 10 ms of simulated time
+	stepNanos  = 10_000_000 // one step is 10 ms of simulated time
 	startNanos = 1_750_000_000_000_000_000
 )
 
@@ -74,7 +74,9 @@ type Failure struct {
 	Message string
 }
 
-func (f *Failure) Error() string { return fmt.Sprintf("%s failure at step %d: %s", f.Kind, f.Step, f.Message) }
+func (f *Failure) Error() string {
+	return fmt.Sprintf("%s failure at step %d: %s", f.Kind, f.Step, f.Message)
+}
 
 // Result of one run.
 type Result struct {
@@ -121,10 +123,10 @@ type World struct {
 	durableEpochs map[string]int
 	subInstances  int
 
-	committed map[uint64][32]byte    // raft index -> hash of (term, data), as first applied
-	stateAt   map[uint64][32]byte    // applied index -> state hash, as first seen
-	contents  map[chanSeq]string     // (channel, seq) -> payload, as first seen
-	leaders   map[uint64]string      // term -> leader
+	committed map[uint64][32]byte // raft index -> hash of (term, data), as first applied
+	stateAt   map[uint64][32]byte // applied index -> state hash, as first seen
+	contents  map[chanSeq]string  // (channel, seq) -> payload, as first seen
+	leaders   map[uint64]string   // term -> leader
 	lastLead  string
 }
 

@@ -112,6 +112,7 @@ func (r *running) shutdown() {
 }
 
 func start(opts Options, log *slog.Logger) (r *running, err error) {
+	startTime := time.Now()
 	r = &running{log: log}
 	defer func() {
 		if err != nil {
@@ -156,7 +157,7 @@ func start(opts Options, log *slog.Logger) (r *running, err error) {
 		if opts.Clustered && opts.LogPath != "" {
 			dir = opts.LogPath
 		}
-		fst, err := node.OpenFileStorage(storage.OSFS{}, dir, opts.ClusterSync)
+		fst, err := node.OpenFileStorage(storage.OSFS{}, dir, node.FileStorageOptions{NoSync: !opts.ClusterSync})
 		if err != nil {
 			return r, err
 		}
@@ -181,6 +182,9 @@ func start(opts Options, log *slog.Logger) (r *running, err error) {
 	}
 	r.node, err = node.StartServer(cfg, st, r.conn)
 	if err != nil {
+		return r, err
+	}
+	if err := r.startMonitoring(opts, startTime); err != nil {
 		return r, err
 	}
 	log.Info("stanza started", "version", version, "cluster_id", opts.ClusterID, "node", name, "peers", peers, "store", opts.StoreType)
