@@ -317,7 +317,13 @@ func (c *Core) updateServing(nowNanos int64) {
 	if serve {
 		// Heartbeats start one interval from now for every known client.
 		for _, cl := range c.sm.Clients() {
-			c.hb[cl.ID] = &hbState{nextNanos: nowNanos + c.cfg.HBIntervalNanos}
+			h := &hbState{nextNanos: nowNanos + c.cfg.HBIntervalNanos}
+			if cl.FailedHB {
+				// Marked by an earlier leader: the next answered heartbeat
+				// (soon) clears it, or the count goes on to expiry.
+				h.failures, h.nextNanos = 1, nowNanos
+			}
+			c.hb[cl.ID] = h
 		}
 		c.log.Info("serving clients", "term", c.term)
 	}

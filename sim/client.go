@@ -32,6 +32,7 @@ type client struct {
 	nPub         int
 	subs         []*simSub
 	requests     map[string]*subRequest // sub/unsub/close replies by inbox
+	nextPing     int64
 }
 
 type clientState int
@@ -46,6 +47,7 @@ const (
 
 const (
 	requestTimeoutNanos = 2_000_000_000
+	pingIntervalNanos   = 1_000_000_000
 	pubAckWaitNanos     = 4_000_000_000
 	asyncMax            = 8
 )
@@ -236,8 +238,23 @@ func (c *client) hbInbox() string { return fmt.Sprintf("_INBOX.%s.%d.hb", c.id, 
 
 func (c *client) pubAckInbox() string { return fmt.Sprintf("_INBOX.%s.%d.acks", c.id, c.gen) }
 
+func (c *client) pingInbox() string { return fmt.Sprintf("_INBOX.%s.%d.ping", c.id, c.gen) }
+
+// lost ends a session the server no longer knows (its ping says so, or a
+// request says "unknown clientID"), as a stan.go application does on its
+// connection-lost handler: drop everything and connect again.
+func (c *client) lost(why string) {
+	c.w.tracef("client %s lost its session: %s", c.id, why)
+	c.state = disconnected
+	c.abandon()
+}
+
 func (c *client) act(liveness bool) {
 	now := c.w.now
+	if now >= c.nextPing && c.resp.PingRequests != "" {
+		c.nextPing = now + pingIntervalNanos
+		c.send(c.resp.PingRequests, c.pingInbox(), &pb.Ping{ConnID: c.connID})
+	}
 	for _, s := range c.subs {
 		if liveness {
 			s.ack = ackPrompt // what was never acked comes back after AckWait, and is acked
@@ -419,6 +436,15 @@ func (c *client) receive(p *packet) {
 		c.resp, c.state = resp, connected
 		c.pubs, c.requests = map[string]*pubOp{}, map[string]*subRequest{}
 		c.w.tracef("client %s connected", c.id)
+	case p.subject == c.pingInbox() && c.state == connected:
+		resp := &pb.PingResponse{}
+		if err := proto.Unmarshal(p.data, resp); err != nil {
+			c.w.fail(failSafety, "client %s: undecodable PingResponse: %v", c.id, err)
+			return
+		}
+		if resp.Error != "" {
+			c.lost(resp.Error)
+		}
 	case p.subject == c.pubAckInbox():
 		ack := &pb.PubAck{}
 		if err := proto.Unmarshal(p.data, ack); err != nil {
@@ -459,6 +485,10 @@ func (c *client) handleReply(rq *subRequest, p *packet) {
 		if resp.Error != "" {
 			c.w.tracef("client %s subscribe %s refused: %s", c.id, rq.sub.identity, resp.Error)
 			rq.sub.state = ended
+			if resp.Error == statemachine.ErrUnknownClient {
+				c.lost(resp.Error)
+				return
+			}
 			if resp.Error == statemachine.ErrDupDurable {
 				// The durable is online under this client from a subscribe
 				// whose reply was lost: closing the connection takes it off

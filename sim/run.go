@@ -232,6 +232,7 @@ func (w *World) heal() {
 	w.tracef("heal: liveness phase")
 	w.net.heal()
 	w.faults.LossRate, w.faults.DupRate, w.faults.ReorderRate, w.faults.DelaySpike = 0, 0, 0, 0
+	w.faults.DelayMin, w.faults.DelayMax = 1, 1
 	for _, n := range w.nodes {
 		n.pausedUntil = 0
 		n.crashedUntil = 0
@@ -334,8 +335,20 @@ func (w *World) whyNotConverged() string {
 		if !n.up {
 			return fmt.Sprintf("node %s is down", n.name)
 		}
-		if n.core.Applied() < lead.core.Applied() {
-			return fmt.Sprintf("node %s applied %d, leader %d", n.name, n.core.Applied(), lead.core.Applied())
+		// Every acknowledged publish is readable on every healthy node.
+		have := map[string]bool{}
+		nsm := n.core.State()
+		for _, ch := range nsm.ChannelNames() {
+			info, _ := nsm.Channel(ch)
+			for seq := info.First; seq <= info.Last; seq++ {
+				m, _ := nsm.Message(ch, seq)
+				have[string(m.Data)] = true
+			}
+		}
+		for _, p := range w.hist.pubs {
+			if p.outcome == pubAcked && !have[p.payload] {
+				return fmt.Sprintf("node %s lacks acknowledged publish %q", n.name, p.payload)
+			}
 		}
 	}
 	for _, id := range sortedKeys(w.durables) {

@@ -180,7 +180,7 @@ func New(cfg Config) *World {
 		w.cfg.SafetySteps = 2000 + root.IntN(2000)
 	}
 	if w.cfg.LivenessSteps == 0 {
-		w.cfg.LivenessSteps = 6000
+		w.cfg.LivenessSteps = 10000
 	}
 	w.faults = swarm(stream(1))
 	w.net = newNetwork(stream(2), w.faults)
