@@ -2,7 +2,9 @@
 GO ?= go
 DATA ?= ./data
 
-.PHONY: build run cluster test lint proto clean
+SEEDS ?= 200
+
+.PHONY: build run cluster test unit sim sweep replay lint proto clean
 
 build:
 	$(GO) build -o bin/stanza ./cmd/stanza
@@ -23,8 +25,28 @@ cluster: build
 	    -st FILE --dir $(DATA)/$$n --clustered --cluster_node_id $$n --cluster_peers a,b,c & \
 	done; wait
 
-test:
+# Every test, then a bounded simulation sweep and the regression seeds.
+test: unit sim
+
+unit:
 	$(GO) test -count=1 ./...
+
+# $(SEEDS) seeds across the cores, then every seed of the regression file
+# twice, comparing trace hashes.
+sim:
+	$(GO) build -o bin/stanza-sim ./cmd/stanza-sim
+	./bin/stanza-sim -seeds $(SEEDS)
+	./bin/stanza-sim -regressions sim/testdata/regressions.txt
+
+# A long sweep: make sweep SEEDS=5000 FROM=1000
+FROM ?= 1
+sweep:
+	$(GO) build -o bin/stanza-sim ./cmd/stanza-sim
+	./bin/stanza-sim -seeds $(SEEDS) -from $(FROM)
+
+# Replay one seed with its trace: make replay SEED=42
+replay:
+	$(GO) run ./cmd/stanza-sim -seed $(SEED) -trace trace-$(SEED).log
 
 lint:
 	$(GO) test -count=1 -run 'TestLint|TestImportRules' .

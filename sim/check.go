@@ -11,8 +11,17 @@ import (
 
 // History is a run's history in the checker's terms.
 type History struct {
-	Ops []linearizability.Op
+	Ops []Op
 }
+
+// Op is one operation of a history.
+type Op = linearizability.Op
+
+// Operation kinds.
+const (
+	Publish = linearizability.Publish
+	Read    = linearizability.Read
+)
 
 // Linearizable checks the history with porcupine.
 func (h History) Linearizable(timeout time.Duration) linearizability.Result {

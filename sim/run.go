@@ -38,7 +38,19 @@ func (w *World) Run() (res Result) {
 		return
 	}
 	w.heal()
+	// A durable with MaxInflight 1 drains one message per round trip (about
+	// five steps): the budget grows with the longest channel.
 	budget := w.step + w.cfg.LivenessSteps
+	for _, n := range w.nodes {
+		if !n.up {
+			continue
+		}
+		sm := n.core.State()
+		for _, ch := range sm.ChannelNames() {
+			info, _ := sm.Channel(ch)
+			budget = max(budget, w.step+w.cfg.LivenessSteps+6*int(info.Last))
+		}
+	}
 	for ; w.step <= budget && w.failure == nil; w.step++ {
 		w.advance(true)
 		w.checkStep()

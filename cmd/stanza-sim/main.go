@@ -228,7 +228,8 @@ func runRegressions(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	code := 0
+	code, passed, failed := 0, 0, 0
+	defer func() { fmt.Fprintf(stdout, "regressions: %d passed, %d failed\n", passed, failed) }()
 	for _, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(strings.SplitN(line, "#", 2)[0])
 		if line == "" {
@@ -248,11 +249,16 @@ func runRegressions(path string, stdout, stderr io.Writer) int {
 				}
 			}
 		}
-		if len(hashes) == 2 && hashes[0] != hashes[1] {
+		switch {
+		case len(hashes) == 2 && hashes[0] != hashes[1]:
 			fmt.Fprintf(stdout, "--- seed %s is nondeterministic: trace %s then %s\n", line, hashes[0], hashes[1])
 			code = 130
-		} else if len(hashes) == 2 {
+			failed++
+		case len(hashes) == 2:
 			fmt.Fprintf(stdout, "seed %s: pass twice, trace %s\n", line, hashes[0])
+			passed++
+		default:
+			failed++
 		}
 	}
 	return code
