@@ -31,9 +31,11 @@ test: unit sim
 unit:
 	$(GO) test -count=1 ./...
 
-# $(SEEDS) seeds across the cores, then every seed of the regression file
-# twice, comparing trace hashes.
+# The planted-bug test (each of five deliberate bugs must be caught within
+# ten seeds), $(SEEDS) seeds across the cores, then every seed of the
+# regression file twice, comparing trace hashes.
 sim:
+	$(GO) test -count=1 -tags stanzabugs -run TestPlantedBugsAreCaught ./sim
 	$(GO) build -o bin/stanza-sim ./cmd/stanza-sim
 	./bin/stanza-sim -seeds $(SEEDS)
 	./bin/stanza-sim -regressions sim/testdata/regressions.txt

@@ -42,6 +42,9 @@ type Config struct {
 	// lagging follower catches up from the log instead of a snapshot.
 	TrailingEntries uint64
 	Logger          *slog.Logger
+	// Bugs plants deliberate bugs for the simulator's tests (stanzabugs
+	// builds only; see statemachine/bugs.go).
+	Bugs statemachine.Bug
 }
 
 // Defaults fills what is unset with nats-streaming-server's defaults.

@@ -94,7 +94,7 @@ func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
 	}
 	c := &Core{
 		cfg: cfg, id: RaftID(cfg.NodeName), subj: SubjectsFor(cfg.DiscoverPrefix, cfg.ClusterID),
-		log: cfg.Logger, store: storage, sm: statemachine.New(statemachine.Config{Limits: cfg.Limits}), out: out,
+		log: cfg.Logger, store: storage, sm: statemachine.New(statemachine.Config{Limits: cfg.Limits, Bugs: cfg.Bugs}), out: out,
 	}
 	hs, cs, err := storage.InitialState()
 	if err != nil {
@@ -144,6 +144,10 @@ func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
 		}
 	}
 	return c, nil
+}
+
+func (c *Core) planted(b statemachine.Bug) bool {
+	return statemachine.Config{Bugs: c.cfg.Bugs}.Planted(b)
 }
 
 // SetCheckInvariants makes the core verify the state machine after every
@@ -270,7 +274,8 @@ func (c *Core) Process(nowNanos int64) error {
 			c.log.Info("restored snapshot", "index", c.applied)
 		}
 		// Persist BEFORE sending: a vote or an ack must never be forgotten.
-		if err := c.store.Save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
+		mustSync := rd.MustSync && !c.planted(statemachine.BugSkipFsync)
+		if err := c.store.Save(rd.HardState, rd.Entries, mustSync); err != nil {
 			return fmt.Errorf("%w: save: %v", ErrStopped, err)
 		}
 		if c.leader && c.readyIndex == 0 {

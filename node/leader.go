@@ -74,6 +74,9 @@ func (c *Core) publishRequest(m Msg) {
 		c.respond(m.Reply, &pb.PubAck{Guid: msg.GetGuid(), Error: e})
 		return
 	}
+	if c.planted(statemachine.BugPubAckBeforeCommit) {
+		c.respond(m.Reply, &pb.PubAck{Guid: msg.GetGuid()})
+	}
 	if n := len(c.queue); n > 0 {
 		if p, ok := c.queue[n-1].Op.(*pb.Command_Publish); ok && len(p.Publish.Msgs) < publishBatchMsgsMax && batchBytes(p.Publish) < publishBatchBytesMax {
 			p.Publish.Msgs = append(p.Publish.Msgs, msg)

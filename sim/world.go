@@ -65,6 +65,11 @@ type Config struct {
 	SafetySteps   int
 	LivenessSteps int       // the convergence budget
 	Trace         io.Writer // one line per event, if set
+	// Bugs plants deliberate bugs (stanzabugs builds only), to prove the
+	// checkers find them.
+	Bugs statemachine.Bug
+	// Faults replaces the seed's fault configuration (scripted scenarios).
+	Faults *Faults
 }
 
 // Failure describes why a run failed.
@@ -183,6 +188,10 @@ func New(cfg Config) *World {
 		w.cfg.LivenessSteps = 10000
 	}
 	w.faults = swarm(stream(1))
+	if cfg.Faults != nil {
+		f := *cfg.Faults
+		w.faults = &f
+	}
 	w.net = newNetwork(stream(2), w.faults)
 	w.subjects = node.SubjectsFor("_STAN.discover", "sim")
 	for i := 0; i < 1+root.IntN(3); i++ {
@@ -264,7 +273,7 @@ func (w *World) nodeConfig(n *simNode) node.Config {
 	limits.MaxMsgs, limits.MaxBytes = 0, 0 // nothing is trimmed: every acked message must stay
 	return node.Config{ClusterID: "sim", NodeName: n.name, Peers: peers, Limits: limits, TickNanos: stepNanos,
 		HBIntervalNanos: 1_000_000_000, HBTimeoutNanos: 500_000_000, HBFailCount: 3, DupProbeNanos: 500_000_000,
-		SnapshotEntries: 200, TrailingEntries: 50, Logger: slog.New(slog.DiscardHandler)}
+		SnapshotEntries: 200, TrailingEntries: 50, Logger: slog.New(slog.DiscardHandler), Bugs: w.cfg.Bugs}
 }
 
 func (w *World) nodeNow(n *simNode) int64 { return w.now + n.skew }

@@ -19,7 +19,12 @@ func (s *State) Snapshot() []byte {
 	for _, name := range sortedKeys(s.channels) {
 		ch := s.channels[name]
 		cs := &pb.ChannelState{Name: ch.name, First: ch.first, Last: ch.last, LastTimestamp: ch.lastTimestamp, ActivityNanos: ch.activityNanos}
-		for _, m := range ch.msgs {
+		msgs := ch.msgs
+		if s.cfg.Planted(BugSnapshotDropsNewest) && len(msgs) > 0 {
+			msgs = msgs[:len(msgs)-1]
+			cs.Last--
+		}
+		for _, m := range msgs {
 			cs.Msgs = append(cs.Msgs, &pb.StoredMsg{Data: m.data, Reply: m.reply, Timestamp: m.timestamp})
 		}
 		for _, sb := range sortedSubs(ch.subs) {

@@ -10,6 +10,9 @@ import (
 // Config is what every replica must agree on besides the commands.
 type Config struct {
 	Limits Limits
+	// Bugs plants deliberate bugs, for testing the simulator; only in
+	// binaries built with the stanzabugs tag (see bugs.go).
+	Bugs Bug
 }
 
 // State is the whole replicated state of a stanza server. It is not safe for

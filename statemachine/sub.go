@@ -234,9 +234,10 @@ func (a *applier) deliver(sb *sub, seq uint64, redelivery bool) {
 		p.redeliveryCount++
 	}
 	p.expiryNanos = a.now + sb.ackWaitNanos
+	flagged := redelivery && !a.s.cfg.Planted(BugRedeliveryNotFlagged)
 	a.res.Deliveries = append(a.res.Deliveries, Delivery{SubID: sb.id, Inbox: sb.inbox, Msg: &pb.MsgProto{
 		Sequence: seq, Subject: sb.ch.name, Reply: m.reply, Data: m.data, Timestamp: m.timestamp,
-		Redelivered: redelivery, RedeliveryCount: p.redeliveryCount,
+		Redelivered: flagged, RedeliveryCount: p.redeliveryCount,
 	}})
 }
 

@@ -53,6 +53,9 @@ func (a *applier) closeSub(sb *sub, unsubscribe bool) {
 			}
 		}
 		if len(g.members) > 0 {
+			if a.s.cfg.Planted(BugQueueLeaveDropsPending) {
+				clear(sb.pending)
+			}
 			// The leaving member's unacked messages go to the others, now.
 			for _, seq := range sb.sortedPending() {
 				m := g.pick(true)
