@@ -14,30 +14,58 @@ import (
 // Run runs the world to the end and returns its result. A panic anywhere in
 // the code under test is reported as a crash failure with its message.
 func (w *World) Run() (res Result) {
+	defer w.recoverCrash(&res)
+	w.Start()
+	w.RunSteps(w.cfg.SafetySteps, nil)
+	return w.Finish()
+}
+
+func (w *World) recoverCrash(res *Result) {
+	if p := recover(); p != nil {
+		w.failure = nil
+		w.fail(failCrash, "panic: %v", p)
+		*res = w.result()
+	}
+}
+
+// Start prints the configuration and boots every node and client.
+func (w *World) Start() {
 	w.tracef("seed %d nodes %d clients %d channels %v safety_steps %d", w.cfg.Seed, w.cfg.Nodes, w.cfg.Clients, w.channels, w.cfg.SafetySteps)
 	w.tracef("faults %s", w.faults)
-	defer func() {
-		if p := recover(); p != nil {
-			w.failure = nil
-			w.fail(failCrash, "panic: %v", p)
-		}
-		res = w.result()
-	}()
 	for _, n := range w.nodes {
 		w.startNode(n)
 	}
 	for _, c := range w.clients {
 		c.listen()
 	}
-	for w.step = 1; w.step <= w.cfg.SafetySteps && w.failure == nil; w.step++ {
+	w.step = 1
+}
+
+// RunSteps runs up to n steps of the safety phase (faults on), stopping
+// early when until (if set) holds or a checker fails. It reports whether
+// until held.
+func (w *World) RunSteps(n int, until func() bool) bool {
+	for end := w.step + n; w.step < end && w.failure == nil; w.step++ {
 		w.injectFaults()
 		w.advance(false)
 		w.checkStep()
+		if until != nil && until() {
+			w.step++
+			return true
+		}
 	}
+	return false
+}
+
+// Finish heals the cluster, requires convergence within the step budget,
+// runs the final checks and returns the result.
+func (w *World) Finish() (res Result) {
+	defer w.recoverCrash(&res)
 	if w.failure != nil {
-		return
+		return w.result()
 	}
 	w.heal()
+	healed := w.step
 	// A durable with MaxInflight 1 drains one message per round trip (about
 	// five steps): the budget grows with the longest channel.
 	budget := w.step + w.cfg.LivenessSteps
@@ -58,13 +86,13 @@ func (w *World) Run() (res Result) {
 			w.stats.ConvergedAtStep = w.step
 			w.tracef("converged")
 			w.finalChecks()
-			return
+			return w.result()
 		}
 	}
 	if w.failure == nil {
-		w.fail(failLiveness, "no convergence within %d steps after healing: %s", w.cfg.LivenessSteps, w.whyNotConverged())
+		w.fail(failLiveness, "no convergence within %d steps after healing: %s", budget-healed, w.whyNotConverged())
 	}
-	return res
+	return w.result()
 }
 
 func (w *World) result() Result {
