@@ -205,6 +205,12 @@ func (c *client) expire(now int64) {
 		if now >= p.deadline {
 			c.w.hist.indefinite(p.op)
 			delete(c.pubs, g)
+			if c.state == connected && c.r.IntN(2) == 0 {
+				// The application retries. STAN has no de-duplication: the
+				// retry is a new message, and both may be stored.
+				orig := c.w.hist.pubs[p.op]
+				c.publishPayload(orig.channel, orig.payload+"+retry")
+			}
 		}
 	}
 	for _, in := range sortedKeys(c.requests) {
@@ -288,9 +294,12 @@ func (c *client) act(liveness bool) {
 }
 
 func (c *client) publish() {
-	ch := c.w.channels[c.r.IntN(len(c.w.channels))]
 	c.nPub++
-	payload := fmt.Sprintf("%s/%d", c.id, c.nPub)
+	c.publishPayload(c.w.channels[c.r.IntN(len(c.w.channels))], fmt.Sprintf("%s/%d", c.id, c.nPub))
+}
+
+func (c *client) publishPayload(ch, payload string) {
+	c.nPub++
 	guid := fmt.Sprintf("%s-%d-g%d", c.id, c.gen, c.nPub)
 	op := c.w.hist.publish(c.id, ch, payload)
 	c.pubs[guid] = &pubOp{op: op, guid: guid, deadline: c.w.now + pubAckWaitNanos}
