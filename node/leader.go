@@ -251,6 +251,10 @@ func (c *Core) respond(subject string, m proto.Message) {
 // carryOut sends what an applied command decided: the reply, PubAcks, then
 // deliveries (a subscriber gets its SubscriptionResponse before any message).
 func (c *Core) carryOut(nowNanos int64, cmd *pb.Command, res statemachine.Result) {
+	c.stats.CommitLatency.Observe(nowNanos - cmd.GetNowNanos())
+	if a, ok := cmd.Op.(*pb.Command_Acks); ok {
+		c.stats.Acks += uint64(len(a.Acks.GetAcks()))
+	}
 	switch op := cmd.Op.(type) {
 	case *pb.Command_Connect:
 		req := op.Connect.GetRequest()
@@ -301,6 +305,9 @@ func (c *Core) carryOut(nowNanos int64, cmd *pb.Command, res statemachine.Result
 		}
 		c.out(d.Inbox, "", data)
 		c.stats.OutMsgs++
+		if d.Msg.GetRedelivered() {
+			c.stats.Redelivered++
+		}
 		c.stats.OutBytes += uint64(len(data))
 	}
 }

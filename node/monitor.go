@@ -34,6 +34,11 @@ const (
 type Stats struct {
 	InMsgs, InBytes   uint64
 	OutMsgs, OutBytes uint64
+	Acks, Redelivered uint64
+	// CommitLatency is the time from a command's proposal to its apply on
+	// this leader, from the leader's own clock stamps (so the core stays
+	// free of clocks).
+	CommitLatency Histogram
 }
 
 // Stats returns what this replica received and sent while leading.
@@ -532,10 +537,13 @@ type metric struct {
 // 0.0.4), written by hand to keep the dependency list short.
 func (m *monitor) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	var ms []metric
+	var st Stats
+	var save Histogram
 	ok := m.read(w, func(c *Core) {
 		sm := c.State()
 		msgs, bytes := sm.Totals()
-		st := c.Stats()
+		st = c.Stats()
+		save = m.s.saveLatency()
 		bs := c.Status().BasicStatus
 		leader := uint64(0)
 		if bs.RaftState == raft.StateLeader {
@@ -551,6 +559,8 @@ func (m *monitor) handleMetrics(w http.ResponseWriter, r *http.Request) {
 			{"stanza_in_bytes_total", "counter", "Bytes of the messages published and stored while this replica led.", st.InBytes},
 			{"stanza_out_msgs_total", "counter", "Messages delivered to subscribers while this replica led.", st.OutMsgs},
 			{"stanza_out_bytes_total", "counter", "Bytes of the messages delivered to subscribers while this replica led.", st.OutBytes},
+			{"stanza_acks_total", "counter", "Acks applied while this replica led.", st.Acks},
+			{"stanza_redeliveries_total", "counter", "Messages redelivered while this replica led.", st.Redelivered},
 			{"stanza_raft_term", "gauge", "Current raft term.", bs.GetTerm()},
 			{"stanza_raft_commit_index", "gauge", "Highest raft log index known committed.", bs.GetCommit()},
 			{"stanza_raft_applied_index", "gauge", "Highest raft log index applied to the state machine.", c.Applied()},
@@ -564,6 +574,8 @@ func (m *monitor) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	for _, x := range ms {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", x.name, x.help, x.name, x.kind, x.name, x.value)
 	}
+	st.CommitLatency.writeProm(&b, "stanza_commit_latency_seconds", "From proposal to apply on the leader: replication, fsync on a quorum, commit.")
+	save.writeProm(&b, "stanza_log_save_seconds", "Writing one raft Ready batch to the log, fsync included.")
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Write([]byte(b.String()))
 }

@@ -89,15 +89,28 @@ func metrics(t *testing.T, base string) map[string]uint64 {
 		switch {
 		case len(f) >= 3 && f[0] == "#" && f[1] == "HELP":
 			help[f[2]] = true
-		case len(f) == 4 && f[0] == "#" && f[1] == "TYPE" && (f[3] == "gauge" || f[3] == "counter"):
+		case len(f) == 4 && f[0] == "#" && f[1] == "TYPE" && (f[3] == "gauge" || f[3] == "counter" || f[3] == "histogram"):
 			typ[f[2]] = true
 		case len(f) == 2:
+			name, _, _ := strings.Cut(f[0], "{")
+			base := name
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if b, ok := strings.CutSuffix(name, suffix); ok && typ[b] {
+					base = b
+				}
+			}
+			if !help[base] || !typ[base] {
+				t.Errorf("metric %s without HELP or TYPE", f[0])
+			}
+			if strings.HasSuffix(name, "_sum") && base != name {
+				if _, err := strconv.ParseFloat(f[1], 64); err != nil {
+					t.Fatalf("metric line %q: %v", line, err)
+				}
+				continue
+			}
 			v, err := strconv.ParseUint(f[1], 10, 64)
 			if err != nil {
 				t.Fatalf("metric line %q: %v", line, err)
-			}
-			if !help[f[0]] || !typ[f[0]] {
-				t.Errorf("metric %s without HELP or TYPE", f[0])
 			}
 			out[f[0]] = v
 		default:
@@ -364,7 +377,8 @@ func TestMonitorStandalone(t *testing.T) {
 			}
 		}
 		for _, k := range []string{"stanza_bytes_total", "stanza_in_bytes_total", "stanza_out_bytes_total", "stanza_raft_term",
-			"stanza_raft_commit_index", "stanza_raft_applied_index"} {
+			"stanza_raft_commit_index", "stanza_raft_applied_index", "stanza_acks_total", "stanza_commit_latency_seconds_count",
+			"stanza_log_save_seconds_count", `stanza_commit_latency_seconds_bucket{le="+Inf"}`} {
 			if m[k] == 0 {
 				t.Errorf("%s = 0 or missing", k)
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stanza-io/stanza/transport"
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 // Server runs a Core on a real bus: one goroutine owns the core; NATS
@@ -26,14 +27,36 @@ type Server struct {
 	err     error
 	subs    map[string]transport.Subscription
 	stopped bool
+	store   *timedStorage
 }
+
+// timedStorage measures how long the core's log writes take (fsync
+// included): the clock is read here, in the shell, never in the core.
+type timedStorage struct {
+	Storage
+	save Histogram
+}
+
+func (t *timedStorage) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error {
+	start := time.Now()
+	err := t.Storage.Save(hs, ents, mustSync)
+	if len(ents) > 0 || mustSync {
+		t.save.Observe(time.Since(start).Nanoseconds())
+	}
+	return err
+}
+
+// saveLatency is the log write histogram; call it on the core's goroutine
+// (inside Do).
+func (s *Server) saveLatency() Histogram { return s.store.save }
 
 // StartServer starts a replica on conn with storage.
 func StartServer(cfg Config, st Storage, conn transport.Conn) (*Server, error) {
 	cfg.Defaults()
 	s := &Server{conn: conn, log: cfg.Logger, tick: time.Duration(cfg.TickNanos), notify: make(chan struct{}, 1),
 		do: make(chan func(*Core)), stop: make(chan struct{}), done: make(chan struct{}), subs: map[string]transport.Subscription{}}
-	core, err := New(cfg, st, func(subject, reply string, data []byte) {
+	s.store = &timedStorage{Storage: st}
+	core, err := New(cfg, s.store, func(subject, reply string, data []byte) {
 		if err := conn.Publish(subject, reply, data); err != nil {
 			s.log.Debug("publish failed", "subject", subject, "err", err)
 		}

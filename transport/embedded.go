@@ -22,7 +22,8 @@ type EmbeddedOptions struct {
 	Routes        []string
 	ClusterName   string
 	User, Pass    string
-	MaxPayload    int32 // 0 = nats-server's default (1 MiB)
+	Token         string // authorization token (--auth)
+	MaxPayload    int32  // 0 = nats-server's default (1 MiB)
 	Debug, Trace  bool
 	Logger        *slog.Logger
 }
@@ -36,7 +37,7 @@ type Embedded struct {
 func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	opts := &server.Options{
 		Host: o.Host, Port: o.Port, HTTPPort: o.HTTPPort, HTTPHost: o.Host,
-		Username: o.User, Password: o.Pass, MaxPayload: o.MaxPayload,
+		Username: o.User, Password: o.Pass, Authorization: o.Token, MaxPayload: o.MaxPayload,
 		NoSigs: true, Debug: o.Debug, Trace: o.Trace,
 	}
 	if o.ClusterListen != "" {

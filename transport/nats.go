@@ -12,10 +12,11 @@ import (
 
 // NATSOptions configure a connection to a NATS server.
 type NATSOptions struct {
-	URL  string // one URL or a comma-separated list; user:pass in a URL works
-	Name string // connection name, shown by the NATS server's monitoring
-	User string
-	Pass string
+	URL   string // one URL or a comma-separated list; user:pass in a URL works
+	Name  string // connection name, shown by the NATS server's monitoring
+	User  string
+	Pass  string
+	Token string
 	// TLS: Secure requires TLS; the files are PEM.
 	Secure                     bool
 	TLSCert, TLSKey, TLSCACert string
@@ -40,6 +41,9 @@ func DialNATS(o NATSOptions) (Conn, error) {
 	}
 	if o.User != "" {
 		opts = append(opts, nats.UserInfo(o.User, o.Pass))
+	}
+	if o.Token != "" {
+		opts = append(opts, nats.Token(o.Token))
 	}
 	if o.Secure || o.TLSCert != "" || o.TLSCACert != "" {
 		cfg, err := tlsConfig(o)

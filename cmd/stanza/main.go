@@ -123,7 +123,7 @@ func start(opts Options, log *slog.Logger) (r *running, err error) {
 	if url == "" {
 		r.nats, err = transport.StartEmbedded(transport.EmbeddedOptions{
 			Host: opts.Host, Port: opts.Port, HTTPPort: opts.HTTPPort, ClusterListen: opts.NATSCluster, Routes: opts.Routes,
-			ClusterName: opts.ClusterID, User: opts.User, Pass: opts.Pass, Debug: opts.Trace, Trace: opts.Trace, Logger: log,
+			ClusterName: opts.ClusterID, User: opts.User, Pass: opts.Pass, Token: opts.Auth, Debug: opts.Trace, Trace: opts.Trace, Logger: log,
 		})
 		if err != nil {
 			return r, err
@@ -136,7 +136,7 @@ func start(opts Options, log *slog.Logger) (r *running, err error) {
 		name = opts.NodeID
 	}
 	r.conn, err = transport.DialNATS(transport.NATSOptions{
-		URL: url, Name: "_STANZA-" + opts.ClusterID + "-" + name, User: opts.User, Pass: opts.Pass,
+		URL: url, Name: "_STANZA-" + opts.ClusterID + "-" + name, User: opts.User, Pass: opts.Pass, Token: opts.Auth,
 		Secure: opts.Secure, TLSCert: opts.TLSClientCert, TLSKey: opts.TLSClientKey, TLSCACert: opts.TLSClientCACert,
 		OnDisconnect: func(e string) { log.Warn("disconnected from NATS", "err", e) },
 		OnReconnect:  func(u string) { log.Info("reconnected to NATS", "url", u) },

@@ -71,6 +71,7 @@ type Options struct {
 	Debug, Trace    bool                // -SD/--stan_debug, -SV/--stan_trace, -SDV
 	LogJSON         bool                // --log_json
 	User, Pass      string              // --user, --pass: embedded NATS auth and the server's own connections
+	Auth            string              // --auth: embedded NATS token and the server's own connections
 	Secure          bool                // -secure: TLS on the server's own NATS connections
 	TLSClientCert   string              // -tls_client_cert; config tls{client_cert}
 	TLSClientKey    string              // -tls_client_key; config tls{client_key}
@@ -242,6 +243,7 @@ func newFlagSet(o *Options, cause *error) *flag.FlagSet {
 	value((*listValue)(&o.Routes), "Comma separated route `URLs` of the embedded NATS", "routes")
 	str(&o.User, "User for the embedded NATS and the server's connections", "user")
 	str(&o.Pass, "Password for the embedded NATS and the server's connections", "pass")
+	str(&o.Auth, "Authorization token for the embedded NATS and the server's connections", "auth")
 	boolean(&o.ShowVersion, "Print the version and exit", "v", "version")
 
 	// Accepted for compatibility, without effect: stanza has its own storage,
@@ -269,7 +271,7 @@ func newFlagSet(o *Options, cause *error) *flag.FlagSet {
 	}
 	unsupported(true, "encrypt", "replace_durable", "sql_no_caching", "tls", "tlsverify")
 	unsupported(false, "ft_group", "encryption_cipher", "encryption_key", "sql_driver", "sql_source",
-		"sql_max_open_conns", "syslog_name", "l", "log", "P", "pid", "auth", "ms", "https_port",
+		"sql_max_open_conns", "syslog_name", "l", "log", "P", "pid", "ms", "https_port",
 		"tlscert", "tlskey", "tlscacert")
 	return fs
 }
