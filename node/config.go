@@ -42,6 +42,13 @@ type Config struct {
 	// lagging follower catches up from the log instead of a snapshot.
 	TrailingEntries uint64
 	Logger          *slog.Logger
+	// Join starts a replica with an empty log as a new member of a running
+	// cluster: it does not bootstrap, and waits for the leader, once an
+	// operator added it (node.add), to send it the log or a snapshot.
+	Join bool
+	// AllowMembershipChanges serves the node.add and node.remove requests
+	// (nats-streaming-server's cluster_allow_add_remove_node).
+	AllowMembershipChanges bool
 	// Bugs plants deliberate bugs for the simulator's tests (stanzabugs
 	// builds only; see statemachine/bugs.go).
 	Bugs statemachine.Bug
@@ -105,7 +112,7 @@ func (c *Config) Validate() error {
 		seen[id] = p
 		self = self || p == c.NodeName
 	}
-	if !self {
+	if !self && !c.Join {
 		return fmt.Errorf("node: peers %v do not include this node %q", c.Peers, c.NodeName)
 	}
 	if err := c.Limits.Validate(); err != nil {
@@ -136,6 +143,7 @@ type Subjects struct {
 	AckPrefix                   string // ack inboxes are AckPrefix + ".<term>.<n>"
 	HBPrefix                    string // heartbeat and probe replies
 	RaftPrefix                  string // raft traffic: RaftPrefix + ".<raft id>"
+	NodeAdd, NodeRemove         string // membership requests: payload = node name, reply "+OK" or "-ERR ..."
 }
 
 // SubjectsFor returns the subjects of a cluster ID, following
@@ -152,5 +160,7 @@ func SubjectsFor(discoverPrefix, clusterID string) Subjects {
 		AckPrefix:  "_STAN.ack." + clusterID,
 		HBPrefix:   "_STANZA.hb." + clusterID,
 		RaftPrefix: "_STANZA.raft." + clusterID,
+		NodeAdd:    "_STANZA.node.add." + clusterID,
+		NodeRemove: "_STANZA.node.remove." + clusterID,
 	}
 }

@@ -44,6 +44,10 @@ type Core struct {
 	confState     *raftpb.ConfState
 	applied       uint64
 	snapshotIndex uint64
+	// confChanged: the configuration changed since the last snapshot. A
+	// new member can only start from a snapshot that includes it, so one
+	// is taken at once.
+	confChanged bool
 	// quietUntil: entries at or below it were applied before a restart;
 	// their replies and deliveries were already sent.
 	quietUntil uint64
@@ -116,7 +120,7 @@ func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
 	rc := &raft.Config{
 		ID: c.id, ElectionTick: cfg.ElectionTicks, HeartbeatTick: cfg.HeartbeatTicks, Storage: storage,
 		Applied: c.applied, MaxSizePerMsg: 256 * 1024, MaxInflightMsgs: 256, MaxUncommittedEntriesSize: 1 << 30,
-		MaxCommittedSizePerReady: 64 << 20, CheckQuorum: true, PreVote: true,
+		MaxCommittedSizePerReady: 64 << 20, CheckQuorum: true, PreVote: true, StepDownOnRemoval: true,
 		// A replica that still believes it leads must not get its proposals
 		// committed by the real leader: both may have received the same
 		// request, which would then be applied twice.
@@ -127,7 +131,7 @@ func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	last, _ := storage.LastIndex()
-	if last == 0 && raft.IsEmptySnap(snap) {
+	if last == 0 && raft.IsEmptySnap(snap) && !cfg.Join {
 		var peers []raft.Peer
 		for _, p := range cfg.Peers {
 			peers = append(peers, raft.Peer{ID: RaftID(p)})
@@ -137,7 +141,7 @@ func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
 			return nil, fmt.Errorf("node: bootstrap: %w", err)
 		}
 	}
-	if len(cfg.Peers) == 1 {
+	if len(cfg.Peers) == 1 && !cfg.Join {
 		// A single voter needs no election timeout to lead.
 		if err := c.rn.Campaign(); err != nil {
 			return nil, fmt.Errorf("node: campaign: %w", err)
@@ -185,6 +189,9 @@ func (c *Core) Listen() []string {
 	if c.serving {
 		s = append(s, c.subj.Discover, c.subj.Pings, c.subj.PubPrefix+".>", c.subj.Sub, c.subj.Unsub,
 			c.subj.SubClose, c.subj.Close, c.subj.AckPrefix+".>")
+		if c.cfg.AllowMembershipChanges {
+			s = append(s, c.subj.NodeAdd, c.subj.NodeRemove)
+		}
 	}
 	return s
 }
@@ -238,6 +245,29 @@ func (c *Core) Receive(nowNanos int64, m Msg) {
 	default:
 		c.request(nowNanos, m)
 	}
+}
+
+// ChangeMembership proposes adding or removing the node with that name; when
+// the change is applied, the leader answers on replyTo (if set) with "+OK".
+// Only the serving leader can propose it, and raft takes one change at a
+// time.
+func (c *Core) ChangeMembership(add bool, name, replyTo string) error {
+	if !c.serving {
+		return fmt.Errorf("node: not the leader")
+	}
+	if !statemachine.ValidClientID(name) {
+		return fmt.Errorf("node: invalid node name %q", name)
+	}
+	typ := raftpb.ConfChangeType_ConfChangeRemoveNode
+	if add {
+		typ = raftpb.ConfChangeType_ConfChangeAddNode
+	}
+	id := RaftID(name)
+	cc := &raftpb.ConfChange{Type: &typ, NodeId: &id, Context: []byte(name + "\x00" + replyTo)}
+	if err := c.rn.ProposeConfChange(cc); err != nil {
+		return fmt.Errorf("node: propose membership change: %w", err)
+	}
+	return nil
 }
 
 // Msg is one message from the bus.
@@ -393,6 +423,13 @@ func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {
 				return fmt.Errorf("%w: decode conf change at %d: %v", ErrStopped, idx, err)
 			}
 			c.confState = c.rn.ApplyConfChange(&cc)
+			c.confChanged = true
+			name, replyTo, _ := strings.Cut(string(cc.GetContext()), "\x00")
+			c.log.Info("membership changed", "change", cc.GetType().String(), "node", name, "id", fmt.Sprintf("%x", cc.GetNodeId()),
+				"voters", len(c.confState.GetVoters()))
+			if c.leader && e.GetTerm() == c.term && idx > c.quietUntil && replyTo != "" {
+				c.out(replyTo, "", []byte("+OK"))
+			}
 		case raftpb.EntryConfChangeV2:
 			var cc raftpb.ConfChangeV2
 			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
@@ -407,9 +444,11 @@ func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {
 
 func (c *Core) maybeSnapshot() error {
 	n := c.cfg.SnapshotEntries
-	if n == 0 || c.applied < c.snapshotIndex+n {
+	due := n > 0 && c.applied >= c.snapshotIndex+n
+	if !due && !(c.confChanged && c.applied > c.snapshotIndex) {
 		return nil
 	}
+	c.confChanged = false
 	compact := uint64(0)
 	if c.applied > c.cfg.TrailingEntries {
 		compact = c.applied - c.cfg.TrailingEntries

@@ -54,6 +54,12 @@ func (c *Core) request(nowNanos int64, m Msg) {
 		}
 		c.queue = append(c.queue, &pb.Command{ReplyTo: m.Reply, Op: &pb.Command_Unsubscribe{Unsubscribe: &pb.Unsubscribe{
 			Request: req, CloseOnly: m.Subject == c.subj.SubClose}}})
+	case m.Subject == c.subj.NodeAdd || m.Subject == c.subj.NodeRemove:
+		if err := c.ChangeMembership(m.Subject == c.subj.NodeAdd, string(m.Data), m.Reply); err != nil {
+			if m.Reply != "" {
+				c.out(m.Reply, "", []byte("-ERR "+err.Error()))
+			}
+		}
 	case m.Subject == c.subj.Close:
 		req := &pb.CloseRequest{}
 		if err := proto.Unmarshal(m.Data, req); err != nil {

@@ -123,7 +123,7 @@ func (w *World) result() Result {
 func (w *World) advance(liveness bool) {
 	w.now += stepNanos
 	for _, n := range w.nodes {
-		if !n.up && !n.broken && n.crashedUntil <= w.now {
+		if !n.up && !n.broken && !n.retired && n.crashedUntil <= w.now {
 			w.stats.NodeRestarts++
 			w.tracef("node %s restarts", n.name)
 			w.startNode(n)
@@ -369,7 +369,7 @@ func (w *World) whyNotConverged() string {
 	}
 	sm := lead.core.State()
 	for _, n := range w.nodes {
-		if n.broken {
+		if n.broken || n.retired {
 			continue
 		}
 		if !n.up {

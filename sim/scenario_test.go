@@ -160,3 +160,57 @@ func TestScenarioLaggingFollowerCatchesUpFromSnapshot(t *testing.T) {
 		t.Fatalf("follower applied %d, below the leader's log start %d", f.core.Applied(), first)
 	}
 }
+
+func TestScenarioSnapshotInstalledDuringMembershipChange(t *testing.T) {
+	w := scenario(t, 16)
+	// Let the log be compacted, so a new member can only start from a
+	// snapshot.
+	if !w.RunSteps(20000, func() bool {
+		l := w.leader()
+		if l == nil {
+			return false
+		}
+		first, _ := l.st.FirstIndex()
+		return first > 100
+	}) {
+		t.Fatal("the leader's log was never compacted")
+	}
+	joiner := w.addNode()
+	if err := w.leader().core.ChangeMembership(true, joiner.name, ""); err != nil {
+		t.Fatal(err)
+	}
+	// Traffic goes on while the change commits and the snapshot travels.
+	voters := func() int {
+		if l := w.leader(); l != nil {
+			return len(l.core.Status().Config.Voters[0])
+		}
+		return 0
+	}
+	if !w.RunSteps(3000, func() bool { return voters() == 4 && joiner.core.Applied() > 0 }) {
+		t.Fatalf("the new member never joined (voters %d, its applied %d)", voters(), joiner.core.Applied())
+	}
+	// Then a member leaves: a follower other than the new one.
+	var leaving *simNode
+	for _, f := range w.followers() {
+		if f != joiner {
+			leaving = f
+			break
+		}
+	}
+	if err := w.leader().core.ChangeMembership(false, leaving.name, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !w.RunSteps(3000, func() bool { return voters() == 3 }) {
+		t.Fatalf("%s was never removed (voters %d)", leaving.name, voters())
+	}
+	w.retire(leaving)
+	w.RunSteps(300, nil)
+	res := finish(t, w)
+	if joiner.core.Applied() == 0 {
+		t.Fatal("the new member applied nothing")
+	}
+	if snap, err := joiner.st.Snapshot(); err != nil || snap.GetMetadata().GetIndex() == 0 {
+		t.Fatalf("the new member did not start from a snapshot: %v %v", snap.GetMetadata(), err)
+	}
+	t.Logf("n3 joined from a snapshot and %s left; %d acknowledged publishes checked on the new member", leaving.name, res.Stats.Acked)
+}

@@ -162,6 +162,8 @@ type simNode struct {
 	skew         int64
 	applied      uint64
 	writeErrors  bool
+	join         bool // added to a running cluster: starts without bootstrapping
+	retired      bool // removed from the cluster: stopped, no longer checked
 }
 
 // errInjected is the error injected into disks.
@@ -273,10 +275,30 @@ func (w *World) nodeConfig(n *simNode) node.Config {
 	limits.MaxMsgs, limits.MaxBytes = 0, 0 // nothing is trimmed: every acked message must stay
 	return node.Config{ClusterID: "sim", NodeName: n.name, Peers: peers, Limits: limits, TickNanos: stepNanos,
 		HBIntervalNanos: 1_000_000_000, HBTimeoutNanos: 500_000_000, HBFailCount: 3, DupProbeNanos: 500_000_000,
-		SnapshotEntries: 200, TrailingEntries: 50, Logger: slog.New(slog.DiscardHandler), Bugs: w.cfg.Bugs}
+		SnapshotEntries: 200, TrailingEntries: 50, Logger: slog.New(slog.DiscardHandler), Bugs: w.cfg.Bugs,
+		Join: n.join, AllowMembershipChanges: true}
 }
 
 func (w *World) nodeNow(n *simNode) int64 { return w.now + n.skew }
+
+// addNode starts a new, empty replica that joins the running cluster once
+// the leader adds it.
+func (w *World) addNode() *simNode {
+	i := len(w.nodes)
+	n := &simNode{name: fmt.Sprintf("n%d", i), ep: endpoint(i), fs: storage.NewMemFS(storage.MemFSOptions{}), join: true}
+	w.nodes = append(w.nodes, n)
+	w.tracef("node %s added, empty", n.name)
+	w.startNode(n)
+	return n
+}
+
+// retire stops a replica removed from the cluster.
+func (w *World) retire(n *simNode) {
+	w.tracef("node %s retired", n.name)
+	n.retired, n.up, n.core, n.st = true, false, nil, nil
+	n.crashedUntil = 1 << 62
+	w.net.setSubs(n.ep, nil)
+}
 
 func (w *World) startNode(n *simNode) {
 	st, err := node.OpenFileStorage(n.fs, "/data", node.FileStorageOptions{SegmentBytesMax: 32 * 1024})

@@ -179,6 +179,7 @@ func start(opts Options, log *slog.Logger) (r *running, err error) {
 		ClusterID: opts.ClusterID, DiscoverPrefix: opts.DiscoverPrefix, NodeName: name, Peers: peers, Limits: opts.Limits,
 		HBIntervalNanos: int64(opts.HBInterval), HBTimeoutNanos: int64(opts.HBTimeout), HBFailCount: opts.HBFailCount,
 		SnapshotEntries: opts.SnapshotEntries, Logger: log,
+		Join: opts.Join, AllowMembershipChanges: opts.AllowAddRemove,
 	}
 	r.node, err = node.StartServer(cfg, st, r.conn)
 	if err != nil {

@@ -62,6 +62,8 @@ type Options struct {
 	NodeID          string              // --cluster_node_id
 	Peers           []string            // --cluster_peers a,b,c (kept as given, may include NodeID)
 	Bootstrap       bool                // --cluster_bootstrap
+	Join            bool                // --cluster_join (stanza's own): start empty, wait to be added by node.add
+	AllowAddRemove  bool                // --cluster_allow_add_remove_node: serve node.add / node.remove requests
 	LogPath         string              // --cluster_log_path; "" = the caller decides
 	ClusterSync     bool                // --cluster_sync; true in stanza: fsync before acking
 	SnapshotEntries uint64              // --cluster_snapshot_entries: snapshot every N applied entries
@@ -231,6 +233,8 @@ func newFlagSet(o *Options, cause *error) *flag.FlagSet {
 	str(&o.NodeID, "ID of this node in the cluster", "cluster_node_id")
 	value((*listValue)(&o.Peers), "Comma separated node `IDs` of the cluster", "cluster_peers")
 	boolean(&o.Bootstrap, "Bootstrap the cluster with this node", "cluster_bootstrap")
+	boolean(&o.Join, "Start with an empty log as a new member of a running cluster; an operator adds it with a node.add request", "cluster_join")
+	boolean(&o.AllowAddRemove, "Serve membership requests on _STANZA.node.add.<cluster_id> and _STANZA.node.remove.<cluster_id>", "cluster_allow_add_remove_node")
 	str(&o.LogPath, "Directory of the replicated log", "cluster_log_path")
 	boolean(&o.ClusterSync, "Fsync the replicated log before acknowledging (false turns it off)", "cluster_sync")
 	value((*uint64Value)(&o.SnapshotEntries), "Snapshot every `N` applied log entries", "cluster_snapshot_entries")
@@ -254,7 +258,7 @@ func newFlagSet(o *Options, cause *error) *flag.FlagSet {
 		}
 	}
 	ignored(kindBool, "file_compact_enabled", "file_crc", "file_sync", "file_truncate_bad_eof",
-		"cluster_raft_logging", "cluster_proceed_on_restore_failure", "cluster_allow_add_remove_node",
+		"cluster_raft_logging", "cluster_proceed_on_restore_failure",
 		"D", "debug", "V", "trace", "DV", "T", "logtime")
 	ignored(kindInt, "file_compact_frag", "file_compact_interval", "file_crc_poly", "file_slice_max_msgs",
 		"file_fds_limit", "file_parallel_recovery", "io_batch_size", "io_sleep_time",
@@ -900,6 +904,10 @@ func (c *configReader) cluster(key string, v any) error {
 			o.LogPath, err = c.str(sub, val)
 		case "sync":
 			o.ClusterSync, err = c.boolean(sub, val)
+		case "allow_add_remove_node":
+			o.AllowAddRemove, err = c.boolean(sub, val)
+		case "join":
+			o.Join, err = c.boolean(sub, val)
 		case "snapshot_entries":
 			var n int64
 			if n, err = c.i64(sub, val); err == nil {
@@ -910,7 +918,7 @@ func (c *configReader) cluster(key string, v any) error {
 			}
 		case "log_cache_size", "log_snapshots", "trailing_logs", "raft_logging",
 			"raft_heartbeat_timeout", "raft_election_timeout", "raft_lease_timeout",
-			"raft_commit_timeout", "proceed_on_restore_failure", "allow_add_remove_node",
+			"raft_commit_timeout", "proceed_on_restore_failure",
 			"bolt_free_list_sync", "bolt_free_list_map", "nodes_connections":
 			o.Ignored = append(o.Ignored, sub)
 		default:
