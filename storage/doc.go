@@ -1,6 +1,6 @@
 // Package storage keeps what a stanza replica must not lose: the raft log
-// and hard state in a segmented write-ahead log (WAL), and snapshots in
-// snapshot files. Everything goes through FS, a small file system interface
+// and hard state in a segmented write-ahead log (WAL), snapshots in
+// snapshot files, and the messages of channels in a MsgStore. Everything goes through FS, a small file system interface
 // with an OS implementation (OSFS) and a strict in-memory one (MemFS) whose
 // Crash drops every write no Sync made durable: the crash model of the
 // simulator.
@@ -99,4 +99,99 @@
 // whose name does not match its metadata, is renamed with the suffix
 // ".broken" and the previous snapshot used. The newest retainCount
 // snapshots are kept.
+//
+// # Message store files
+//
+// OpenFileMsgStore keeps one directory per channel in its directory, next
+// to a LOCK file. A channel directory is named "c-" and the channel name
+// with every byte but a-z, 0-9, '.', '-' and '_' written as '%' and two
+// lower-case hex digits ("orders.EU" is "c-orders.%45%55"), so any name is
+// a safe file name, and names differing only in case stay apart on
+// case-insensitive file systems; the encoded name has at most 255 bytes.
+// '*' and '>' are never part of a channel name.
+//
+//	msgs/
+//	  LOCK
+//	  c-orders.%45%55/
+//	    meta                    only after a TrimBefore (or while deleting)
+//	    0000000000000001.seg    segment: messages 1 to 4711
+//	    0000000000000001.idx    its index
+//	    0000000000001268.seg    active (last) segment, from seq 4712
+//	    0000000000001268.idx
+//
+// Segment and index files are named after the first seq they hold, as 16
+// hex digits. A segment is a sequence of records framed as above (the
+// header and its two checksums), one per message, in seq order without
+// gaps; type 1, payload:
+//
+//	 0       8                16
+//	+-------+----------------+-------------------+
+//	| seq   | timestampNanos | data ...          |
+//	| u64   | i64            | the opaque record |
+//	+-------+----------------+-------------------+
+//
+// The index holds one 24-byte entry per message of the segment, entry i
+// for seq first+i:
+//
+//	 0            8                16            20      24
+//	+------------+----------------+-------------+-------+
+//	| offset     | timestampNanos | recordBytes | CRC   |
+//	| u64        | i64            | u32         | u32   |
+//	+------------+----------------+-------------+-------+
+//
+// offset and recordBytes locate the framed record in the segment, CRC is the
+// CRC32C of bytes 0 to 19. Timestamps are stored non-decreasing per channel
+// (a timestamp below the previous one is stored as that one), so
+// SeqAtOrAfter binary searches: over the segments by their last timestamp
+// in memory, then over the index entries of one segment with ReadAt. A Get
+// reads one index entry and one record with ReadAt, and checks the record
+// and that it holds the seq asked for. In memory the store keeps, per
+// segment, its first and last seq and timestamp and its size, never
+// messages; the last segment of each channel, and the OpenSegmentsMax most
+// recently read others, stay open.
+//
+// Put appends the record to the active segment, then its entry to the
+// index. Sync syncs the segment file, then the index file, of every channel
+// written since the last Sync. A segment is cut when a Put finds the active
+// one at or over SegmentBytesMax: the old segment and index are synced
+// first, then the new files are created and the directory synced (and, for
+// a channel's first segment, the store directory), so every segment but the
+// last is complete and durable, index included.
+//
+// The meta file is a single record, written with WriteFileSync: type 2
+// (first seq u64, last timestamp i64) after TrimBefore, type 3 (same
+// payload) when a deletion has begun. TrimBefore writes the new logical
+// first there, then removes every segment whose messages are all below it
+// and syncs the directory; seqs below first in the segment left are hidden.
+// DeleteChannel writes the type 3 record, removes every other file, syncs,
+// then removes meta and the directory and syncs the store directory.
+//
+// On open, every channel directory is recovered:
+//
+//   - A type 3 meta finishes the deletion. A type 2 meta gives the logical
+//     first, and segments wholly below it are removed (a trim that stopped
+//     midway).
+//   - Every segment but the last is only looked at through its index: its
+//     size must be a non-zero multiple of 24, its first and last entries
+//     must check, and each segment must start right after the one before;
+//     otherwise ErrCorrupt. Their records are not read.
+//   - The last segment: the last index entry whose CRC checks and whose
+//     record checks with the right seq is trusted; the records after it are
+//     scanned. A bad record followed by a valid one is ErrCorrupt; a bad
+//     record with nothing valid after it is a torn tail, truncated. Index
+//     entries for the records found are (re)written and the index cut to
+//     match: the index may be behind the segment (it is written after it)
+//     or, since a crash keeps any prefix of each file's unsynced writes,
+//     ahead of it. A last segment left without records is removed and the
+//     one before it recovered instead; a channel left without segments and
+//     without meta is removed (its first Put was never synced).
+//
+// So a flipped bit is reported as ErrCorrupt (errors.Is) at open when it is
+// in what open reads: the meta file, the first or last index entry of a
+// sealed segment, or the scanned tail of the last segment. A flipped bit in
+// any other record or index entry, such as a record in the middle of a
+// segment, is reported by the Get of that seq (and by a Put of that seq,
+// which compares), never skipped. As in the WAL, damage to the very last
+// record of the last segment cannot be told from a torn write: it is
+// truncated.
 package storage
