@@ -48,6 +48,9 @@ type Core struct {
 	// new member can only start from a snapshot that includes it, so one
 	// is taken at once.
 	confChanged bool
+	// campaignSoon: a single-voter cluster campaigns at once instead of
+	// waiting out an election timeout.
+	campaignSoon bool
 	// quietUntil: entries at or below it were applied before a restart;
 	// their replies and deliveries were already sent.
 	quietUntil uint64
@@ -141,12 +144,9 @@ func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
 			return nil, fmt.Errorf("node: bootstrap: %w", err)
 		}
 	}
-	if len(cfg.Peers) == 1 && !cfg.Join {
-		// A single voter needs no election timeout to lead.
-		if err := c.rn.Campaign(); err != nil {
-			return nil, fmt.Errorf("node: campaign: %w", err)
-		}
-	}
+	// A single voter needs no election timeout to lead: it campaigns as
+	// soon as raft lets it (once its bootstrap configuration is applied).
+	c.campaignSoon = len(cfg.Peers) == 1 && !cfg.Join
 	return c, nil
 }
 
@@ -316,6 +316,7 @@ func (c *Core) Process(nowNanos int64) error {
 			return err
 		}
 		c.rn.Advance(rd)
+		c.maybeCampaign()
 		c.updateServing(nowNanos)
 		if err := c.maybeSnapshot(); err != nil {
 			return err
@@ -323,6 +324,23 @@ func (c *Core) Process(nowNanos int64) error {
 		c.flushQueue(nowNanos)
 	}
 	return nil
+}
+
+func (c *Core) maybeCampaign() {
+	if !c.campaignSoon {
+		return
+	}
+	bs := c.rn.BasicStatus()
+	if bs.RaftState != raft.StateFollower {
+		c.campaignSoon = bs.RaftState != raft.StateLeader
+		return
+	}
+	voters := c.confState.GetVoters()
+	if len(voters) == 1 && voters[0] == c.id && c.applied >= bs.HardState.GetCommit() {
+		if err := c.rn.Campaign(); err != nil {
+			c.log.Debug("campaign", "err", err)
+		}
+	}
 }
 
 func (c *Core) setLeader(leader bool) {
