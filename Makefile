@@ -4,7 +4,7 @@ DATA ?= ./data
 
 SEEDS ?= 200
 
-.PHONY: build run cluster test unit sim sweep replay lint proto clean
+.PHONY: build run cluster test unit sim sweep replay lint proto clean bench
 
 build:
 	$(GO) build -o bin/stanza ./cmd/stanza
@@ -55,6 +55,14 @@ lint:
 
 proto:
 	protoc --plugin=protoc-gen-go="$$($(GO) tool -n protoc-gen-go)" --go_out=. --go_opt=paths=source_relative statemachine/pb/protocol.proto statemachine/pb/command.proto
+
+# stanza against nats-streaming-server v0.25.6 (built in a temporary module,
+# not a dependency of ours), same configurations on loopback, alternating
+# servers run by run; prints the table of medians (docs/benchmarks.md). Not
+# part of make test. Knobs: make bench BENCH_FLAGS="-rounds 5 -replay 1000000"
+BENCH_FLAGS ?=
+bench:
+	$(GO) run ./cmd/stanza-bench/compare $(BENCH_FLAGS)
 
 clean:
 	rm -rf ./bin
