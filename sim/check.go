@@ -41,19 +41,13 @@ func (w *World) finalLog() *finalLog {
 	if lead == nil {
 		return fl
 	}
-	sm := lead.core.State()
-	for _, ch := range sm.ChannelNames() {
-		info, _ := sm.Channel(ch)
-		for seq := info.First; seq <= info.Last; seq++ {
-			m, _ := sm.Message(ch, seq)
-			key := chanSeq{ch, seq}
-			fl.bySeq[key] = string(m.Data)
-			if prev, dup := fl.byPayload[string(m.Data)]; dup {
-				w.fail(failSafety, "duplicate: payload %q stored at %s seq %d and seq %d", m.Data, ch, prev.seq, seq)
-			}
-			fl.byPayload[string(m.Data)] = key
+	eachMessage(lead.core.State(), func(key chanSeq, data string) {
+		fl.bySeq[key] = data
+		if prev, dup := fl.byPayload[data]; dup {
+			w.fail(failSafety, "duplicate: payload %q stored at %s seq %d and seq %d", data, key.channel, prev.seq, key.seq)
 		}
-	}
+		fl.byPayload[data] = key
+	})
 	return fl
 }
 

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/stanza-io/stanza/node"
+	"github.com/stanza-io/stanza/statemachine"
 	"github.com/stanza-io/stanza/storage"
 	"go.etcd.io/raft/v3"
 )
@@ -326,19 +327,12 @@ func (w *World) checkStep() {
 			if !n.up {
 				continue
 			}
-			sm := n.core.State()
-			for _, ch := range sm.ChannelNames() {
-				info, _ := sm.Channel(ch)
-				for seq := info.First; seq <= info.Last; seq++ {
-					m, _ := sm.Message(ch, seq)
-					key := chanSeq{ch, seq}
-					if prev, ok := w.contents[key]; ok && prev != string(m.Data) {
-						w.fail(failSafety, "node %s: %s seq %d is %q, was %q", n.name, ch, seq, m.Data, prev)
-						return
-					}
-					w.contents[key] = string(m.Data)
+			eachMessage(n.core.State(), func(key chanSeq, data string) {
+				if prev, ok := w.contents[key]; ok && prev != data {
+					w.fail(failSafety, "node %s: %s seq %d is %q, was %q", n.name, key.channel, key.seq, data, prev)
 				}
-			}
+				w.contents[key] = data
+			})
 		}
 	}
 }
@@ -377,14 +371,7 @@ func (w *World) whyNotConverged() string {
 		}
 		// Every acknowledged publish is readable on every healthy node.
 		have := map[string]bool{}
-		nsm := n.core.State()
-		for _, ch := range nsm.ChannelNames() {
-			info, _ := nsm.Channel(ch)
-			for seq := info.First; seq <= info.Last; seq++ {
-				m, _ := nsm.Message(ch, seq)
-				have[string(m.Data)] = true
-			}
-		}
+		eachMessage(n.core.State(), func(_ chanSeq, data string) { have[data] = true })
 		for _, p := range w.hist.pubs {
 			if p.outcome == pubAcked && !have[p.payload] {
 				return fmt.Sprintf("node %s lacks acknowledged publish %q", n.name, p.payload)
@@ -410,6 +397,18 @@ func (w *World) whyNotConverged() string {
 		}
 	}
 	return ""
+}
+
+// eachMessage calls f for every message a replica holds, in channel and
+// sequence order.
+func eachMessage(sm *statemachine.State, f func(key chanSeq, data string)) {
+	for _, ch := range sm.ChannelNames() {
+		info, _ := sm.Channel(ch)
+		for seq := info.First; seq <= info.Last; seq++ {
+			m, _ := sm.Message(ch, seq)
+			f(chanSeq{ch, seq}, string(m.Data))
+		}
+	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {
