@@ -23,9 +23,13 @@ type EmbeddedOptions struct {
 	ClusterName   string
 	User, Pass    string
 	Token         string // authorization token (--auth)
-	MaxPayload    int32  // 0 = nats-server's default (1 MiB)
-	Debug, Trace  bool
-	Logger        *slog.Logger
+	// TLS on the client port: a certificate and key (PEM), and with
+	// TLSVerify a CA that client certificates must chain to.
+	TLSCert, TLSKey, TLSCACert string
+	TLSVerify                  bool
+	MaxPayload                 int32 // 0 = nats-server's default (1 MiB)
+	Debug, Trace               bool
+	Logger                     *slog.Logger
 }
 
 // Embedded is a running embedded nats-server.
@@ -61,6 +65,13 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 			}
 			opts.Routes = append(opts.Routes, ru)
 		}
+	}
+	if o.TLSCert != "" || o.TLSKey != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLSCert, KeyFile: o.TLSKey, CaFile: o.TLSCACert, Verify: o.TLSVerify})
+		if err != nil {
+			return nil, fmt.Errorf("transport: embedded NATS TLS: %w", err)
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSVerify, opts.TLSTimeout = tc, true, o.TLSVerify, 2
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

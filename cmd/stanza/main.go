@@ -123,7 +123,8 @@ func start(opts Options, log *slog.Logger) (r *running, err error) {
 	if url == "" {
 		r.nats, err = transport.StartEmbedded(transport.EmbeddedOptions{
 			Host: opts.Host, Port: opts.Port, HTTPPort: opts.HTTPPort, ClusterListen: opts.NATSCluster, Routes: opts.Routes,
-			ClusterName: opts.ClusterID, User: opts.User, Pass: opts.Pass, Token: opts.Auth, Debug: opts.Trace, Trace: opts.Trace, Logger: log,
+			ClusterName: opts.ClusterID, User: opts.User, Pass: opts.Pass, Token: opts.Auth,
+			TLSCert: opts.TLSCert, TLSKey: opts.TLSKey, TLSCACert: opts.TLSCACert, TLSVerify: opts.TLSVerify, Debug: opts.Trace, Trace: opts.Trace, Logger: log,
 		})
 		if err != nil {
 			return r, err
@@ -131,13 +132,18 @@ func start(opts Options, log *slog.Logger) (r *running, err error) {
 		url = r.nats.ClientURL()
 		log.Info("embedded NATS server started", "url", url)
 	}
+	clientCA := opts.TLSClientCACert
+	if r.nats != nil && opts.TLSCert != "" && clientCA == "" {
+		// Our own connection to our own TLS port trusts the CA we were given.
+		clientCA = opts.TLSCACert
+	}
 	name := "stanza"
 	if opts.NodeID != "" {
 		name = opts.NodeID
 	}
 	r.conn, err = transport.DialNATS(transport.NATSOptions{
 		URL: url, Name: "_STANZA-" + opts.ClusterID + "-" + name, User: opts.User, Pass: opts.Pass, Token: opts.Auth,
-		Secure: opts.Secure, TLSCert: opts.TLSClientCert, TLSKey: opts.TLSClientKey, TLSCACert: opts.TLSClientCACert,
+		Secure: opts.Secure || r.nats != nil && opts.TLSCert != "", TLSCert: opts.TLSClientCert, TLSKey: opts.TLSClientKey, TLSCACert: clientCA,
 		OnDisconnect: func(e string) { log.Warn("disconnected from NATS", "err", e) },
 		OnReconnect:  func(u string) { log.Info("reconnected to NATS", "url", u) },
 	})

@@ -74,11 +74,14 @@ type Options struct {
 	LogJSON         bool                // --log_json
 	User, Pass      string              // --user, --pass: embedded NATS auth and the server's own connections
 	Auth            string              // --auth: embedded NATS token and the server's own connections
-	Secure          bool                // -secure: TLS on the server's own NATS connections
-	TLSClientCert   string              // -tls_client_cert; config tls{client_cert}
-	TLSClientKey    string              // -tls_client_key; config tls{client_key}
-	TLSClientCACert string              // -tls_client_cacert; config tls{client_ca|client_cacert}
-	ShowVersion     bool                // -v, --version
+	// TLS on the embedded NATS client port (nats-server's flags).
+	TLS, TLSVerify             bool   // --tls, --tlsverify (require and verify client certificates)
+	TLSCert, TLSKey, TLSCACert string // --tlscert, --tlskey, --tlscacert
+	Secure                     bool   // -secure: TLS on the server's own NATS connections
+	TLSClientCert              string // -tls_client_cert; config tls{client_cert}
+	TLSClientKey               string // -tls_client_key; config tls{client_key}
+	TLSClientCACert            string // -tls_client_cacert; config tls{client_ca|client_cacert}
+	ShowVersion                bool   // -v, --version
 
 	// Ignored lists the nats-streaming-server flags ("-file_sync") and config
 	// keys ("streaming.file") that were accepted for compatibility but have no
@@ -248,6 +251,11 @@ func newFlagSet(o *Options, cause *error) *flag.FlagSet {
 	str(&o.User, "User for the embedded NATS and the server's connections", "user")
 	str(&o.Pass, "Password for the embedded NATS and the server's connections", "pass")
 	str(&o.Auth, "Authorization token for the embedded NATS and the server's connections", "auth")
+	boolean(&o.TLS, "Enable TLS on the embedded NATS client port", "tls")
+	boolean(&o.TLSVerify, "Require and verify client certificates on the embedded NATS", "tlsverify")
+	str(&o.TLSCert, "Embedded NATS server certificate (PEM)", "tlscert")
+	str(&o.TLSKey, "Embedded NATS server private key (PEM)", "tlskey")
+	str(&o.TLSCACert, "CA of the client certificates the embedded NATS verifies (PEM)", "tlscacert")
 	boolean(&o.ShowVersion, "Print the version and exit", "v", "version")
 
 	// Accepted for compatibility, without effect: stanza has its own storage,
@@ -273,10 +281,9 @@ func newFlagSet(o *Options, cause *error) *flag.FlagSet {
 			fs.Var(&unsupportedValue{isBool: isBool, cause: cause}, n, "Not supported by stanza")
 		}
 	}
-	unsupported(true, "encrypt", "replace_durable", "sql_no_caching", "tls", "tlsverify")
+	unsupported(true, "encrypt", "replace_durable", "sql_no_caching")
 	unsupported(false, "ft_group", "encryption_cipher", "encryption_key", "sql_driver", "sql_source",
-		"sql_max_open_conns", "syslog_name", "l", "log", "P", "pid", "ms", "https_port",
-		"tlscert", "tlskey", "tlscacert")
+		"sql_max_open_conns", "syslog_name", "l", "log", "P", "pid", "ms", "https_port")
 	return fs
 }
 
@@ -521,6 +528,16 @@ func (v *unsupportedValue) Set(string) error {
 func (o Options) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if (o.TLS || o.TLSVerify || o.TLSCert != "" || o.TLSKey != "") && (o.TLSCert == "" || o.TLSKey == "") {
+		add("stan: TLS on the embedded NATS needs both --tlscert and --tlskey")
+	}
+	if o.TLSVerify && o.TLSCACert == "" {
+		add("stan: --tlsverify needs --tlscacert")
+	}
+	if o.TLSCert != "" && o.NATSServerURL != "" {
+		add("stan: --tlscert configures the embedded NATS, which does not run with --nats_server")
+	}
 
 	// The cluster ID and the discover prefix become subject tokens.
 	if !statemachine.ValidChannel(o.ClusterID) {
