@@ -67,7 +67,7 @@ type Core struct {
 	hb        map[string]*hbState
 	waits     map[string]*wait // outstanding heartbeat and probe replies, by reply subject
 	probing   map[string]bool  // client IDs under a duplicate probe
-	checkEach bool             // CheckInvariants after every apply
+	checkEach bool             // CheckInvariants after every batch of applied entries
 	stats     Stats            // what this replica received and sent while leading (monitor.go)
 	onApply   func(index, term uint64, data []byte)
 }
@@ -155,7 +155,7 @@ func (c *Core) planted(b statemachine.Bug) bool {
 }
 
 // SetCheckInvariants makes the core verify the state machine after every
-// applied entry (the simulator turns it on).
+// batch of applied entries (the simulator turns it on).
 func (c *Core) SetCheckInvariants(on bool) { c.checkEach = on }
 
 // SetApplyObserver makes the core call f for every entry it applies, in
@@ -403,6 +403,13 @@ func (c *Core) send(msgs []*raftpb.Message) {
 }
 
 func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {
+	if c.checkEach && len(ents) > 0 {
+		defer func() {
+			if err := c.sm.CheckInvariants(); err != nil {
+				panic(fmt.Sprintf("node %s: invariant broken after entries %d..%d: %v", c.cfg.NodeName, ents[0].GetIndex(), c.applied, err))
+			}
+		}()
+	}
 	for _, e := range ents {
 		idx := e.GetIndex()
 		if idx <= c.applied {
@@ -423,11 +430,6 @@ func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {
 				break
 			}
 			res := c.sm.Apply(cmd)
-			if c.checkEach {
-				if err := c.sm.CheckInvariants(); err != nil {
-					panic(fmt.Sprintf("node %s: invariant broken after entry %d: %v", c.cfg.NodeName, idx, err))
-				}
-			}
 			// Only the leader that proposed an entry sends what it decided:
 			// an entry of an earlier term may have been carried out by its
 			// own leader already. What no one sends is recovered by the

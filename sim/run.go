@@ -308,7 +308,7 @@ func (w *World) checkStep() {
 			}
 		}
 	}
-	if w.step%20 == 0 {
+	if w.step%50 == 0 {
 		for _, n := range w.nodes {
 			if !n.up {
 				continue
