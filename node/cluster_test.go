@@ -16,30 +16,11 @@ import (
 // leader that keeps every acknowledged message and keeps delivering to a
 // durable subscriber.
 func TestClusterFailover(t *testing.T) {
-	ns, err := transport.StartEmbedded(transport.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := startSharedNATS(t)
 	names := []string{"a", "b", "c"}
 	servers := map[string]*Server{}
 	for _, name := range names {
-		conn, err := transport.DialNATS(transport.NATSOptions{URL: ns.ClientURL(), Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := OpenFileStorage(storage.OSFS{}, t.TempDir(), FileStorageOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := Config{ClusterID: "test-cluster", NodeName: name, Peers: names, Limits: statemachine.DefaultLimits(),
-			TickNanos: int64(20 * time.Millisecond), SnapshotEntries: 20, TrailingEntries: 5}
-		srv, err := StartServer(cfg, st, conn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		servers[name] = srv
-		t.Cleanup(func() { srv.Shutdown(); conn.Close(); st.Close() })
+		servers[name] = startReplica(t, ns, name, names, func(c *Config) { c.SnapshotEntries, c.TrailingEntries = 20, 5 })
 	}
 	ts := &testServer{url: ns.ClientURL()}
 	sc := connect(t, ts, "pub", stan.PubAckWait(2*time.Second))
@@ -115,4 +96,41 @@ func TestClusterFailover(t *testing.T) {
 			t.Fatalf("acknowledged before-%d lost", i)
 		}
 	}
+}
+
+// startSharedNATS starts one embedded NATS server for replicas and clients.
+func startSharedNATS(t *testing.T) *transport.Embedded {
+	t.Helper()
+	ns, err := transport.StartEmbedded(transport.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns
+}
+
+// startReplica starts one replica named name of the cluster peers, on a
+// FILE store in a temporary directory, connected to ns. mutate may change
+// its configuration.
+func startReplica(t *testing.T, ns *transport.Embedded, name string, peers []string, mutate func(*Config)) *Server {
+	t.Helper()
+	conn, err := transport.DialNATS(transport.NATSOptions{URL: ns.ClientURL(), Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenFileStorage(storage.OSFS{}, t.TempDir(), FileStorageOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{ClusterID: "test-cluster", NodeName: name, Peers: peers, Limits: statemachine.DefaultLimits(),
+		TickNanos: int64(20 * time.Millisecond)}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := StartServer(cfg, st, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); conn.Close(); st.Close() })
+	return srv
 }

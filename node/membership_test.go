@@ -6,38 +6,18 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/stanza-io/stanza/statemachine"
-	"github.com/stanza-io/stanza/storage"
-	"github.com/stanza-io/stanza/transport"
 )
 
 // A running three-node cluster takes a fourth, empty member through a
 // node.add request, which catches up with every message; then one of the
 // original members is removed with node.remove.
 func TestMembershipAddAndRemove(t *testing.T) {
-	ns, err := transport.StartEmbedded(transport.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := startSharedNATS(t)
 	servers := map[string]*Server{}
 	start := func(name string, join bool) {
-		conn, err := transport.DialNATS(transport.NATSOptions{URL: ns.ClientURL(), Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := OpenFileStorage(storage.OSFS{}, t.TempDir(), FileStorageOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := Config{ClusterID: "test-cluster", NodeName: name, Peers: []string{"a", "b", "c"}, Limits: statemachine.DefaultLimits(),
-			TickNanos: int64(20 * time.Millisecond), SnapshotEntries: 10, TrailingEntries: 2, Join: join, AllowMembershipChanges: true}
-		srv, err := StartServer(cfg, st, conn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		servers[name] = srv
-		t.Cleanup(func() { srv.Shutdown(); conn.Close(); st.Close() })
+		servers[name] = startReplica(t, ns, name, []string{"a", "b", "c"}, func(c *Config) {
+			c.SnapshotEntries, c.TrailingEntries, c.Join, c.AllowMembershipChanges = 10, 2, join, true
+		})
 	}
 	for _, n := range []string{"a", "b", "c"} {
 		start(n, false)

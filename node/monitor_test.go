@@ -14,8 +14,6 @@ import (
 
 	stan "github.com/nats-io/stan.go"
 	"github.com/stanza-io/stanza/statemachine"
-	"github.com/stanza-io/stanza/storage"
-	"github.com/stanza-io/stanza/transport"
 )
 
 // monitorURL serves srv's monitoring endpoints on a test HTTP server.
@@ -413,29 +411,11 @@ func TestMonitorStandalone(t *testing.T) {
 // CLUSTERED, its role and the leader, the leader reports every voter's
 // progress, and followers report the replicated state.
 func TestMonitorCluster(t *testing.T) {
-	ns, err := transport.StartEmbedded(transport.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := startSharedNATS(t)
 	names := []string{"a", "b", "c"}
 	bases := map[string]string{}
 	for _, name := range names {
-		conn, err := transport.DialNATS(transport.NATSOptions{URL: ns.ClientURL(), Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := OpenFileStorage(storage.OSFS{}, t.TempDir(), FileStorageOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := Config{ClusterID: "test-cluster", NodeName: name, Peers: names, Limits: statemachine.DefaultLimits(),
-			TickNanos: int64(20 * time.Millisecond)}
-		srv, err := StartServer(cfg, st, conn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Shutdown(); conn.Close(); st.Close() })
+		srv := startReplica(t, ns, name, names, nil)
 		bases[name] = monitorURL(t, srv, MonitorInfo{ClusterID: "test-cluster", ServerID: name, NodeID: name, Clustered: true, StoreType: "FILE", Start: time.Now()})
 	}
 	sc := connect(t, &testServer{url: ns.ClientURL()}, "pub")
