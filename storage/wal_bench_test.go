@@ -2,6 +2,8 @@ package storage
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -42,4 +44,51 @@ func BenchmarkWALAppend(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkWALOpen measures replay at open: a log of WAL_OPEN_MB megabytes
+// (default 1024) of 1 KiB entries in batches of 128, written once, then
+// opened b.N times. It reports MB/s and entries/s of replay.
+func BenchmarkWALOpen(b *testing.B) {
+	totalMB := 1024
+	if v, err := strconv.Atoi(os.Getenv("WAL_OPEN_MB")); err == nil && v > 0 {
+		totalMB = v
+	}
+	dir := b.TempDir()
+	w, err := OpenWAL(OSFS{}, dir, WALOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 1024)
+	es := make([]*raftpb.Entry, 128)
+	index := uint64(1)
+	for written := 0; written < totalMB<<20; written += len(data) * len(es) {
+		for i := range es {
+			es[i] = &raftpb.Entry{Index: new(index), Term: new(uint64(1)), Data: data}
+			index++
+		}
+		if err := w.Save(hardState(1, 1, index-1), es, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	entries := index - 1
+	b.SetBytes(int64(totalMB) << 20)
+	b.ResetTimer()
+	for b.Loop() {
+		w, err := OpenWAL(OSFS{}, dir, WALOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if last, _ := w.LastIndex(); last != entries {
+			b.Fatalf("reopened log ends at %d, want %d", last, entries)
+		}
+		w.Close()
+	}
+	b.ReportMetric(float64(entries)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 }
