@@ -8,18 +8,7 @@ import "github.com/stanza-io/stanza/statemachine/pb"
 // changes nothing. The result depends only on the state and nowNanos.
 func (s *State) Due(nowNanos int64) []*pb.Command {
 	var out []*pb.Command
-	cmd := func(op any) {
-		c := &pb.Command{NowNanos: nowNanos}
-		switch v := op.(type) {
-		case *pb.Redeliver:
-			c.Op = &pb.Command_Redeliver{Redeliver: v}
-		case *pb.ExpireMsgs:
-			c.Op = &pb.Command_Expire{Expire: v}
-		case *pb.DeleteChannel:
-			c.Op = &pb.Command_DeleteChannel{DeleteChannel: v}
-		}
-		out = append(out, c)
-	}
+	cmd := func(op any) { out = append(out, NewCommand(nowNanos, op)) }
 	for _, sb := range sortedSubs(s.subs) {
 		if sb.offline || len(sb.pending) == 0 || sb.group == nil && sb.failedHB() {
 			continue

@@ -84,24 +84,7 @@ func TestModel(t *testing.T) {
 				t.Fatalf("%s: %v", what, err)
 			}
 		}
-		apply := func(op any) Result {
-			cmd := &pb.Command{}
-			switch v := op.(type) {
-			case *pb.Connect:
-				cmd.Op = &pb.Command_Connect{Connect: v}
-			case *pb.CloseClient:
-				cmd.Op = &pb.Command_Close{Close: v}
-			case *pb.Publish:
-				cmd.Op = &pb.Command_Publish{Publish: v}
-			case *pb.Subscribe:
-				cmd.Op = &pb.Command_Subscribe{Subscribe: v}
-			case *pb.Unsubscribe:
-				cmd.Op = &pb.Command_Unsubscribe{Unsubscribe: v}
-			case *pb.Acks:
-				cmd.Op = &pb.Command_Acks{Acks: v}
-			}
-			return s.Apply(cmd)
-		}
+		apply := func(op any) Result { return s.Apply(NewCommand(0, op)) }
 
 		t.Repeat(map[string]func(*rapid.T){
 			"connect": func(t *rapid.T) {

@@ -130,25 +130,7 @@ func num(t *testing.T, s string) int64 {
 }
 
 func (h *harness) apply(op any) Result {
-	cmd := &pb.Command{NowNanos: h.nowSec * nanosPerSecond}
-	switch v := op.(type) {
-	case *pb.Connect:
-		cmd.Op = &pb.Command_Connect{Connect: v}
-	case *pb.CloseClient:
-		cmd.Op = &pb.Command_Close{Close: v}
-	case *pb.Publish:
-		cmd.Op = &pb.Command_Publish{Publish: v}
-	case *pb.Subscribe:
-		cmd.Op = &pb.Command_Subscribe{Subscribe: v}
-	case *pb.Unsubscribe:
-		cmd.Op = &pb.Command_Unsubscribe{Unsubscribe: v}
-	case *pb.Acks:
-		cmd.Op = &pb.Command_Acks{Acks: v}
-	case *pb.ClientHealth:
-		cmd.Op = &pb.Command_ClientHealth{ClientHealth: v}
-	default:
-		panic(fmt.Sprintf("harness: unknown op %T", op))
-	}
+	cmd := NewCommand(h.nowSec*nanosPerSecond, op)
 	// Every command goes through the wire encoding, as it does through raft.
 	dec, err := DecodeCommand(EncodeCommand(cmd))
 	if err != nil {

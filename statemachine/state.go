@@ -76,6 +76,38 @@ type Delivery struct {
 	Msg   *pb.MsgProto
 }
 
+// NewCommand wraps one operation (a *pb.Connect, *pb.Publish, ...) in a
+// command stamped with nowNanos. It panics on a type that is not an
+// operation: that is a programming error.
+func NewCommand(nowNanos int64, op any) *pb.Command {
+	cmd := &pb.Command{NowNanos: nowNanos}
+	switch v := op.(type) {
+	case *pb.Connect:
+		cmd.Op = &pb.Command_Connect{Connect: v}
+	case *pb.CloseClient:
+		cmd.Op = &pb.Command_Close{Close: v}
+	case *pb.Publish:
+		cmd.Op = &pb.Command_Publish{Publish: v}
+	case *pb.Subscribe:
+		cmd.Op = &pb.Command_Subscribe{Subscribe: v}
+	case *pb.Unsubscribe:
+		cmd.Op = &pb.Command_Unsubscribe{Unsubscribe: v}
+	case *pb.Acks:
+		cmd.Op = &pb.Command_Acks{Acks: v}
+	case *pb.Redeliver:
+		cmd.Op = &pb.Command_Redeliver{Redeliver: v}
+	case *pb.ExpireMsgs:
+		cmd.Op = &pb.Command_Expire{Expire: v}
+	case *pb.DeleteChannel:
+		cmd.Op = &pb.Command_DeleteChannel{DeleteChannel: v}
+	case *pb.ClientHealth:
+		cmd.Op = &pb.Command_ClientHealth{ClientHealth: v}
+	default:
+		panic(fmt.Sprintf("statemachine: %T is not an operation", op))
+	}
+	return cmd
+}
+
 // DecodeCommand decodes a command from raft entry data.
 func DecodeCommand(data []byte) (*pb.Command, error) {
 	cmd := &pb.Command{}
