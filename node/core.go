@@ -101,7 +101,8 @@ func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
 	}
 	c := &Core{
 		cfg: cfg, id: RaftID(cfg.NodeName), subj: SubjectsFor(cfg.DiscoverPrefix, cfg.ClusterID),
-		log: cfg.Logger, store: storage, sm: statemachine.New(statemachine.Config{Limits: cfg.Limits, Bugs: cfg.Bugs}), out: out,
+		log: cfg.Logger, store: storage, out: out,
+		sm: statemachine.New(statemachine.Config{Limits: cfg.Limits, Bugs: cfg.Bugs, Log: storage.Messages()}),
 	}
 	hs, cs, err := storage.InitialState()
 	if err != nil {
@@ -279,7 +280,18 @@ type Msg struct {
 // Process hands queued proposals to raft and carries out every Ready: it
 // persists, sends, applies and replies. It returns an error only when the
 // replica cannot go on (its storage failed); the caller must stop it.
-func (c *Core) Process(nowNanos int64) error {
+func (c *Core) Process(nowNanos int64) (err error) {
+	defer func() {
+		// A message store that fails mid-apply leaves the state unusable:
+		// stop, and restart from storage.
+		if r := recover(); r != nil {
+			f, ok := r.(*statemachine.LogFailure)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("%w: %v", ErrStopped, f)
+		}
+	}()
 	c.flushQueue(nowNanos)
 	for c.rn.HasReady() {
 		rd := c.rn.Ready()
@@ -384,6 +396,23 @@ func (c *Core) updateServing(nowNanos int64) {
 
 func (c *Core) send(msgs []*raftpb.Message) {
 	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgSnap {
+			// The follower's message store lacks what the snapshot
+			// refers to: send the messages with it.
+			data, err := statemachine.ExpandSnapshot(m.GetSnapshot().GetData(), c.store.Messages())
+			if err != nil {
+				c.log.Error("snapshot not sent", "to", fmt.Sprintf("%x", m.GetTo()), "err", err)
+				c.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+				continue
+			}
+			snap := &raftpb.Snapshot{Data: data, Metadata: m.GetSnapshot().GetMetadata()}
+			orig := m.Snapshot
+			m.Snapshot = nil
+			mc := proto.Clone(m).(*raftpb.Message)
+			m.Snapshot = orig
+			mc.Snapshot = snap
+			m = mc
+		}
 		c.nextID++
 		chunks, err := encodeRaft(m, c.nextID)
 		if err != nil {
@@ -473,11 +502,42 @@ func (c *Core) maybeSnapshot() error {
 	if c.applied > c.cfg.TrailingEntries {
 		compact = c.applied - c.cfg.TrailingEntries
 	}
+	// The snapshot records where the messages are, so they must be
+	// durable first; once it is, what it no longer needs can go.
+	msgs := c.store.Messages()
+	if err := msgs.Sync(); err != nil {
+		return fmt.Errorf("%w: sync messages for the snapshot at %d: %v", ErrStopped, c.applied, err)
+	}
 	if err := c.store.CreateSnapshot(c.applied, c.confState, c.sm.Snapshot(), compact); err != nil {
 		return fmt.Errorf("%w: snapshot at %d: %v", ErrStopped, c.applied, err)
 	}
 	c.snapshotIndex = c.applied
+	if err := c.retain(); err != nil {
+		return err
+	}
 	c.log.Debug("snapshot", "index", c.applied, "compacted_to", compact)
+	return nil
+}
+
+// retain removes from the message store what the state no longer refers
+// to: messages below each channel's first, and deleted channels. Only a
+// persisted snapshot of the current state makes that safe.
+func (c *Core) retain() error {
+	msgs := c.store.Messages()
+	live := map[string]bool{}
+	for _, r := range c.sm.Retention() {
+		live[r.Log] = true
+		if err := msgs.TrimBefore(r.Log, r.First); err != nil {
+			return fmt.Errorf("%w: trim messages of log %s: %v", ErrStopped, r.Log, err)
+		}
+	}
+	for _, name := range msgs.Channels() {
+		if !live[name] {
+			if err := msgs.DeleteChannel(name); err != nil {
+				return fmt.Errorf("%w: delete messages of log %s: %v", ErrStopped, name, err)
+			}
+		}
+	}
 	return nil
 }
 

@@ -15,9 +15,11 @@ import (
 //
 //	<dir>/wal/    segments of the raft log (storage.WAL)
 //	<dir>/snap/   snapshot files (storage.SnapshotStore)
+//	<dir>/msgs/   the channels' messages (storage.OpenFileMsgStore)
 type FileStorage struct {
 	*storage.WAL
 	snaps *storage.SnapshotStore
+	msgs  storage.MsgStore
 	sync  bool
 }
 
@@ -29,6 +31,8 @@ type FileStorageOptions struct {
 	NoSync bool
 	// SegmentBytesMax bounds a log segment (0: the WAL's default).
 	SegmentBytesMax int64
+	// Msgs tunes the message store.
+	Msgs storage.FileMsgStoreOptions
 }
 
 // OpenFileStorage opens (or creates) the log in dir.
@@ -45,12 +49,29 @@ func OpenFileStorage(fsys storage.FS, dir string, opts FileStorageOptions) (*Fil
 		wal.Close()
 		return nil, fmt.Errorf("node: open snapshots: %w", err)
 	}
-	fs := &FileStorage{WAL: wal, snaps: snaps, sync: !opts.NoSync}
-	if err := fs.loadSnapshot(); err != nil {
+	msgs, err := storage.OpenFileMsgStore(fsys, path.Join(dir, "msgs"), opts.Msgs)
+	if err != nil {
 		wal.Close()
+		return nil, fmt.Errorf("node: open message store: %w", err)
+	}
+	fs := &FileStorage{WAL: wal, snaps: snaps, msgs: msgs, sync: !opts.NoSync}
+	if err := fs.loadSnapshot(); err != nil {
+		fs.Close()
 		return nil, err
 	}
 	return fs, nil
+}
+
+// Messages implements Storage.
+func (f *FileStorage) Messages() storage.MsgStore { return f.msgs }
+
+// Close closes the log and the message store.
+func (f *FileStorage) Close() error {
+	err := f.WAL.Close()
+	if merr := f.msgs.Close(); err == nil {
+		err = merr
+	}
+	return err
 }
 
 // loadSnapshot gives the log the data of its snapshot. The snapshot file is

@@ -304,14 +304,10 @@ func (c *Core) carryOut(nowNanos int64, cmd *pb.Command, res statemachine.Result
 		delete(c.hb, id)
 	}
 	for _, d := range res.Deliveries {
-		data, err := proto.Marshal(d.Msg)
-		if err != nil {
-			c.log.Error("cannot encode delivery", "err", err)
-			continue
-		}
+		data := d.Wire()
 		c.out(d.Inbox, "", data)
 		c.stats.OutMsgs++
-		if d.Msg.GetRedelivered() {
+		if d.Redelivered {
 			c.stats.Redelivered++
 		}
 		c.stats.OutBytes += uint64(len(data))

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"github.com/stanza-io/stanza/storage"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -19,16 +20,25 @@ type Storage interface {
 	// CreateSnapshot records a snapshot of the state machine at index and
 	// compacts the log up to compactIndex (<= index).
 	CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte, compactIndex uint64) error
+	// Messages is the channels' message store. The core syncs it before
+	// each snapshot and trims it after (statemachine.MessageLog tells why).
+	Messages() storage.MsgStore
 }
 
 // MemStorage keeps the log in memory (the MEMORY store): fast, and lost
 // when the process ends.
 type MemStorage struct {
 	*raft.MemoryStorage
+	msgs storage.MsgStore
 }
 
-// NewMemStorage returns an empty in-memory log.
-func NewMemStorage() *MemStorage { return &MemStorage{raft.NewMemoryStorage()} }
+// NewMemStorage returns an empty in-memory log and message store.
+func NewMemStorage() *MemStorage {
+	return &MemStorage{MemoryStorage: raft.NewMemoryStorage(), msgs: storage.NewMemMsgStore()}
+}
+
+// Messages implements Storage.
+func (m *MemStorage) Messages() storage.MsgStore { return m.msgs }
 
 // Save implements Storage.
 func (m *MemStorage) Save(hs *raftpb.HardState, ents []*raftpb.Entry, _ bool) error {

@@ -2,44 +2,29 @@ package statemachine
 
 import (
 	"fmt"
-
-	"github.com/stanza-io/stanza/statemachine/pb"
 )
 
 // channel is a FIFO message log. It holds sequences first..last; an empty
-// channel has first == last+1 (a new one: first 1, last 0).
+// channel has first == last+1 (a new one: first 1, last 0). The messages
+// themselves are in the message log, under the name log.
 type channel struct {
-	name          string
-	limits        ChannelLimits
-	first, last   uint64
-	msgs          []storedMsg // msgs[i] has sequence first+i
-	bytes         int64       // sum of msgs[i].size
-	lastTimestamp int64
-	activityNanos int64 // last publish or subscription change, for MaxInactivity
+	name           string
+	logID          uint64
+	log            string // logName(logID)
+	limits         ChannelLimits
+	first, last    uint64
+	bytes          int64 // sum of the record sizes of first..last
+	firstTimestamp int64 // of message first, when the channel holds any
+	lastTimestamp  int64
+	activityNanos  int64 // last publish or subscription change, for MaxInactivity
 
 	subs     map[uint64]*sub        // every subscription record of the channel
 	durables map[string]*sub        // plain durables by clientID + "-" + durableName
 	queues   map[string]*queueGroup // by group name ("durable:group" for durable groups)
 }
 
-type storedMsg struct {
-	data      []byte
-	reply     string
-	timestamp int64
-	size      int64
-}
-
-// msgSize is what a message counts against MaxBytes: its encoded MsgProto.
-func msgSize(name string, m storedMsg, seq uint64) int64 {
-	return int64(protoSize(&pb.MsgProto{Sequence: seq, Subject: name, Reply: m.reply, Data: m.data, Timestamp: m.timestamp}))
-}
-
-func (ch *channel) msg(seq uint64) (storedMsg, bool) {
-	if seq < ch.first || seq > ch.last {
-		return storedMsg{}, false
-	}
-	return ch.msgs[seq-ch.first], true
-}
+// count is the number of messages the channel holds.
+func (ch *channel) count() uint64 { return ch.last + 1 - ch.first }
 
 func (ch *channel) onlineSubs() int {
 	n := 0
@@ -63,44 +48,47 @@ func (a *applier) lookupOrCreate(name string) (*channel, string) {
 	if maxCh := a.s.cfg.Limits.MaxChannels; maxCh > 0 && len(a.s.channels) >= maxCh {
 		return nil, ErrTooManyChannels
 	}
-	ch := newChannel(name, a.s.cfg.Limits.For(name))
+	ch := newChannel(name, a.s.nextLogID, a.s.cfg.Limits.For(name))
+	a.s.nextLogID++
 	ch.activityNanos = a.now
 	a.s.channels[name] = ch
 	a.s.byLower[lower(name)] = ch
 	return ch, ""
 }
 
-func newChannel(name string, limits ChannelLimits) *channel {
-	return &channel{name: name, limits: limits, first: 1, subs: map[uint64]*sub{}, durables: map[string]*sub{}, queues: map[string]*queueGroup{}}
+func newChannel(name string, logID uint64, limits ChannelLimits) *channel {
+	return &channel{name: name, logID: logID, log: logName(logID), limits: limits, first: 1, subs: map[uint64]*sub{}, durables: map[string]*sub{}, queues: map[string]*queueGroup{}}
 }
 
 // append stores a message, stamping its sequence and a timestamp clamped to
 // be monotonic in the channel, then enforces MaxMsgs and MaxBytes.
 func (a *applier) append(ch *channel, data []byte, reply string) uint64 {
-	ts := a.now
-	if ts < ch.lastTimestamp {
-		ts = ch.lastTimestamp
+	ts := max(a.now, ch.lastTimestamp)
+	seq := ch.last + 1
+	rec := encodeRecord(seq, ch.name, reply, data, ts)
+	a.s.putMsg(ch, seq, ts, rec)
+	if ch.first == seq {
+		ch.firstTimestamp = ts
 	}
-	ch.last++
-	m := storedMsg{data: append([]byte(nil), data...), reply: reply, timestamp: ts}
-	m.size = msgSize(ch.name, m, ch.last)
-	ch.msgs = append(ch.msgs, m)
-	ch.bytes += m.size
+	ch.last = seq
+	ch.bytes += int64(len(rec))
 	ch.lastTimestamp = ts
 	ch.activityNanos = a.now
 
 	drop := uint64(0)
-	if maxMsgs := ch.limits.MaxMsgs; maxMsgs > 0 && len(ch.msgs) > maxMsgs {
-		drop = uint64(len(ch.msgs) - maxMsgs)
+	if maxMsgs := ch.limits.MaxMsgs; maxMsgs > 0 && ch.count() > uint64(maxMsgs) {
+		drop = ch.count() - uint64(maxMsgs)
 	}
 	if maxBytes := ch.limits.MaxBytes; maxBytes > 0 {
 		b := ch.bytes
 		for i := uint64(0); i < drop; i++ {
-			b -= ch.msgs[i].size
+			_, size := a.s.statMsg(ch, ch.first+i)
+			b -= size
 		}
 		// Keep at least the new message, whatever its size.
-		for b > maxBytes && drop < uint64(len(ch.msgs))-1 {
-			b -= ch.msgs[drop].size
+		for b > maxBytes && drop < ch.count()-1 {
+			_, size := a.s.statMsg(ch, ch.first+drop)
+			b -= size
 			drop++
 		}
 	}
@@ -117,16 +105,19 @@ func (a *applier) trimTo(ch *channel, seq uint64) {
 	if seq > ch.last+1 {
 		panic(fmt.Sprintf("statemachine: trim channel %q to %d beyond last %d", ch.name, seq, ch.last))
 	}
-	n := seq - ch.first
-	for i := uint64(0); i < n; i++ {
-		ch.bytes -= ch.msgs[i].size
+	for q := ch.first; q < seq; q++ {
+		_, size := a.s.statMsg(ch, q)
+		ch.bytes -= size
 	}
-	rest := ch.msgs[n:]
-	if cap(rest) > 64 && len(rest) < cap(rest)/4 {
-		rest = append([]storedMsg(nil), rest...) // let the trimmed prefix be collected
+	if seq <= ch.last {
+		ch.firstTimestamp, _ = a.s.statMsg(ch, seq)
 	}
-	ch.msgs = rest
 	ch.first = seq
+	if a.s.own != nil {
+		if err := a.s.own.TrimBefore(ch.log, seq); err != nil {
+			logFailure("trim %s: %w", ch.log, err)
+		}
+	}
 	for _, sb := range ch.subs {
 		for q := range sb.pending {
 			if q < seq {
@@ -142,11 +133,15 @@ func (a *applier) expire(name string) {
 	if !ok || ch.limits.MaxAgeNanos <= 0 {
 		return
 	}
-	seq := ch.first
-	for seq <= ch.last && ch.msgs[seq-ch.first].timestamp+ch.limits.MaxAgeNanos <= a.now {
-		seq++
+	if ch.first <= ch.last && ch.firstTimestamp+ch.limits.MaxAgeNanos <= a.now {
+		// Timestamps are monotonic: the first message younger than
+		// MaxAge bounds what goes.
+		seq, ok := a.s.msgs.SeqAtOrAfter(ch.log, a.now-ch.limits.MaxAgeNanos+1)
+		if !ok {
+			seq = ch.last + 1
+		}
+		a.trimTo(ch, min(max(seq, ch.first), ch.last+1))
 	}
-	a.trimTo(ch, seq)
 	// Expiry may unstall subscribers whose pending messages were dropped.
 	a.deliverChannel(ch)
 }
@@ -169,4 +164,7 @@ func (a *applier) deleteInactive(name string) {
 	}
 	delete(a.s.channels, name)
 	delete(a.s.byLower, lower(name))
+	if a.s.own != nil {
+		a.s.own.drop(ch.log)
+	}
 }

@@ -22,7 +22,7 @@ func (s *State) Due(nowNanos int64) []*pb.Command {
 	}
 	for _, name := range sortedKeys(s.channels) {
 		ch := s.channels[name]
-		if age := ch.limits.MaxAgeNanos; age > 0 && ch.last >= ch.first && ch.msgs[0].timestamp+age <= nowNanos {
+		if age := ch.limits.MaxAgeNanos; age > 0 && ch.last >= ch.first && ch.firstTimestamp+age <= nowNanos {
 			cmd(&pb.ExpireMsgs{Channel: name})
 		}
 		if ch.inactiveDue(nowNanos) {

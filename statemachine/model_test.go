@@ -60,8 +60,9 @@ func resultLines(r Result) []string {
 		out = append(out, fmt.Sprintf("puback %d %s", a.Seq, a.Err))
 	}
 	for _, d := range r.Deliveries {
-		l := fmt.Sprintf("deliver %d %d %s", d.SubID, d.Msg.Sequence, d.Msg.Data)
-		if d.Msg.Redelivered {
+		m := d.Message()
+		l := fmt.Sprintf("deliver %d %d %s", d.SubID, m.Sequence, m.Data)
+		if m.Redelivered {
 			l += " redelivered"
 		}
 		out = append(out, l)

@@ -46,7 +46,7 @@ func (sb *sub) info() SubInfo {
 // Totals returns the number of messages and bytes stored in every channel.
 func (s *State) Totals() (msgs int, bytes int64) {
 	for _, ch := range s.channels {
-		msgs += len(ch.msgs)
+		msgs += int(ch.count())
 		bytes += ch.bytes
 	}
 	return msgs, bytes

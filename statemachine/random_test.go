@@ -131,13 +131,13 @@ func TestDeterminism(t *testing.T) {
 		}
 		if i == n/2 {
 			c = New(cfg)
-			if err := c.Restore(a.Snapshot()); err != nil {
+			if err := c.Restore(a.SnapshotWithMessages()); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	sa := a.Snapshot()
-	if !bytes.Equal(sa, b.Snapshot()) || !bytes.Equal(sa, c.Snapshot()) {
+	sa := a.SnapshotWithMessages()
+	if !bytes.Equal(sa, b.SnapshotWithMessages()) || !bytes.Equal(sa, c.SnapshotWithMessages()) {
 		t.Fatal("snapshots differ after the same commands")
 	}
 	if deliveries < 500 || len(a.channels) < 3 {
@@ -171,7 +171,7 @@ func FuzzApply(f *testing.F) {
 			}
 		}
 		r := New(Config{Limits: testLimits()})
-		if err := r.Restore(s.Snapshot()); err != nil {
+		if err := r.Restore(s.SnapshotWithMessages()); err != nil {
 			t.Fatalf("restore of a valid state: %v", err)
 		}
 	})
@@ -185,13 +185,13 @@ func FuzzRestore(f *testing.F) {
 	for i := 0; i < 200; i++ {
 		s.Apply(gen.next(s))
 	}
-	f.Add(s.Snapshot())
+	f.Add(s.SnapshotWithMessages())
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := New(Config{Limits: testLimits()})
-		before := r.Snapshot()
+		before := r.SnapshotWithMessages()
 		if err := r.Restore(data); err != nil {
-			if !bytes.Equal(before, r.Snapshot()) {
+			if !bytes.Equal(before, r.SnapshotWithMessages()) {
 				t.Fatal("a rejected snapshot changed the state")
 			}
 			return

@@ -83,10 +83,10 @@ func runScript(t *testing.T, file string) {
 	}
 	// Every script ends with a snapshot round trip.
 	r := New(h.s.cfg)
-	if err := r.Restore(h.s.Snapshot()); err != nil {
+	if err := r.Restore(h.s.SnapshotWithMessages()); err != nil {
 		t.Fatalf("%s: restore: %v", file, err)
 	}
-	if string(r.Snapshot()) != string(h.s.Snapshot()) {
+	if string(r.SnapshotWithMessages()) != string(h.s.SnapshotWithMessages()) {
 		t.Fatalf("%s: snapshot changed across restore", file)
 	}
 	if *rewrite {
@@ -331,9 +331,10 @@ func render(r Result) string {
 		lines = append(lines, "closed "+c)
 	}
 	for _, d := range r.Deliveries {
-		l := fmt.Sprintf("deliver sub=%d %s seq=%d %q t=%d", d.SubID, d.Inbox, d.Msg.Sequence, d.Msg.Data, d.Msg.Timestamp/nanosPerSecond)
-		if d.Msg.Redelivered {
-			l += fmt.Sprintf(" redelivered=%d", d.Msg.RedeliveryCount)
+		m := d.Message()
+		l := fmt.Sprintf("deliver sub=%d %s seq=%d %q t=%d", d.SubID, d.Inbox, m.Sequence, m.Data, m.Timestamp/nanosPerSecond)
+		if m.Redelivered {
+			l += fmt.Sprintf(" redelivered=%d", m.RedeliveryCount)
 		}
 		lines = append(lines, l)
 	}
@@ -351,7 +352,7 @@ func (h *harness) dump() string {
 	}
 	for _, name := range h.s.ChannelNames() {
 		ch := h.s.channels[name]
-		lines = append(lines, fmt.Sprintf("channel %s first=%d last=%d msgs=%d bytes=%d", name, ch.first, ch.last, len(ch.msgs), ch.bytes))
+		lines = append(lines, fmt.Sprintf("channel %s first=%d last=%d msgs=%d bytes=%d", name, ch.first, ch.last, ch.count(), ch.bytes))
 		for _, sb := range sortedSubs(ch.subs) {
 			l := fmt.Sprintf("  sub=%d client=%s", sb.id, sb.clientID)
 			if sb.durableName != "" {

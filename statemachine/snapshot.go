@@ -7,10 +7,19 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Snapshot encodes the whole state, messages included, deterministically:
-// equal states give equal bytes.
-func (s *State) Snapshot() []byte {
-	snap := &pb.Snapshot{NextSubID: s.nextSubID}
+// Snapshot encodes the whole state deterministically (equal states give
+// equal bytes) except the messages: it records where each channel's are in
+// the message log. It is what a replica keeps beside its own log; see
+// Retention for what the log must then still hold.
+func (s *State) Snapshot() []byte { return s.snapshot(false) }
+
+// SnapshotWithMessages is Snapshot with every channel's messages included:
+// self-contained, for a replica whose message log lacks them. Restoring it
+// puts them in that replica's log.
+func (s *State) SnapshotWithMessages() []byte { return s.snapshot(true) }
+
+func (s *State) snapshot(withMessages bool) []byte {
+	snap := &pb.Snapshot{NextSubID: s.nextSubID, NextLogID: s.nextLogID}
 	for _, id := range sortedKeys(s.clients) {
 		c := s.clients[id]
 		snap.Clients = append(snap.Clients, &pb.ClientState{Id: c.id, HbInbox: c.hbInbox, ConnID: c.connID, Protocol: c.protocol,
@@ -18,14 +27,17 @@ func (s *State) Snapshot() []byte {
 	}
 	for _, name := range sortedKeys(s.channels) {
 		ch := s.channels[name]
-		cs := &pb.ChannelState{Name: ch.name, First: ch.first, Last: ch.last, LastTimestamp: ch.lastTimestamp, ActivityNanos: ch.activityNanos}
-		msgs := ch.msgs
-		if s.cfg.Planted(BugSnapshotDropsNewest) && len(msgs) > 0 {
-			msgs = msgs[:len(msgs)-1]
+		cs := &pb.ChannelState{Name: ch.name, First: ch.first, Last: ch.last, LastTimestamp: ch.lastTimestamp, ActivityNanos: ch.activityNanos,
+			LogID: ch.logID, Bytes: ch.bytes, FirstTimestamp: ch.firstTimestamp}
+		if s.cfg.Planted(BugSnapshotDropsNewest) && ch.count() > 0 {
+			_, size := s.statMsg(ch, ch.last)
 			cs.Last--
+			cs.Bytes -= size
 		}
-		for _, m := range msgs {
-			cs.Msgs = append(cs.Msgs, &pb.StoredMsg{Data: m.data, Reply: m.reply, Timestamp: m.timestamp})
+		if withMessages {
+			for seq := cs.First; seq <= cs.Last; seq++ {
+				cs.Records = append(cs.Records, s.getMsg(ch, seq))
+			}
 		}
 		for _, sb := range sortedSubs(ch.subs) {
 			cs.Subs = append(cs.Subs, subState(sb))
@@ -71,7 +83,12 @@ func (s *State) Restore(data []byte) error {
 		return fmt.Errorf("statemachine: decode snapshot: %w", err)
 	}
 	n := New(s.cfg)
+	n.msgs, n.own = s.msgs, s.own
 	n.nextSubID = snap.GetNextSubID()
+	n.nextLogID = snap.GetNextLogID()
+	if n.nextSubID == 0 || n.nextLogID == 0 {
+		return fmt.Errorf("statemachine: snapshot: next subscription ID %d or log ID %d is 0", n.nextSubID, n.nextLogID)
+	}
 	for _, cs := range snap.GetClients() {
 		c := &client{id: cs.GetId(), hbInbox: cs.GetHbInbox(), connID: cs.GetConnID(), protocol: cs.GetProtocol(),
 			pingInterval: cs.GetPingInterval(), pingMaxOut: cs.GetPingMaxOut(), failedHB: cs.GetFailedHB(), subs: map[uint64]*sub{}}
@@ -91,7 +108,49 @@ func (s *State) Restore(data []byte) error {
 	if err := n.CheckInvariants(); err != nil {
 		return fmt.Errorf("statemachine: snapshot: %w", err)
 	}
+	if n.own != nil {
+		live := map[string]bool{}
+		for _, ch := range n.channels {
+			live[ch.log] = true
+		}
+		for log := range n.own.logs {
+			if !live[log] {
+				n.own.drop(log)
+			}
+		}
+	}
 	*s = *n
+	return nil
+}
+
+// putRecords checks the messages a snapshot carries for ch and puts them
+// in the log, which first drops what it holds below them.
+func (n *State) putRecords(ch *channel, recs [][]byte) error {
+	var bytes, prevTs int64
+	for i, rec := range recs {
+		seq := ch.first + uint64(i)
+		m := &pb.MsgProto{}
+		if err := proto.Unmarshal(rec, m); err != nil || m.GetSequence() != seq || m.GetSubject() != ch.name ||
+			m.GetRedelivered() || m.GetRedeliveryCount() != 0 || i > 0 && m.GetTimestamp() < prevTs {
+			return fmt.Errorf("statemachine: snapshot: channel %q: bad message at seq %d", ch.name, seq)
+		}
+		prevTs = m.GetTimestamp()
+		bytes += int64(len(rec))
+	}
+	if bytes != ch.bytes {
+		return fmt.Errorf("statemachine: snapshot: channel %q: messages of %d bytes, recorded %d", ch.name, bytes, ch.bytes)
+	}
+	if err := n.msgs.TrimBefore(ch.log, ch.first); err != nil {
+		return fmt.Errorf("statemachine: snapshot: channel %q: %w", ch.name, err)
+	}
+	for i, rec := range recs {
+		seq := ch.first + uint64(i)
+		m := &pb.MsgProto{}
+		_ = proto.Unmarshal(rec, m) // checked above
+		if err := n.msgs.Put(ch.log, seq, m.GetTimestamp(), rec); err != nil {
+			return fmt.Errorf("statemachine: snapshot: channel %q: %w", ch.name, err)
+		}
+	}
 	return nil
 }
 
@@ -100,16 +159,32 @@ func (n *State) restoreChannel(cs *pb.ChannelState) error {
 	if !ValidChannel(name) || n.channels[name] != nil || n.byLower[lower(name)] != nil {
 		return fmt.Errorf("statemachine: snapshot: bad or duplicate channel %q", name)
 	}
-	if cs.GetFirst() == 0 || cs.GetFirst() > cs.GetLast()+1 || uint64(len(cs.GetMsgs())) != cs.GetLast()+1-cs.GetFirst() {
-		return fmt.Errorf("statemachine: snapshot: channel %q holds %d messages for first %d last %d", name, len(cs.GetMsgs()), cs.GetFirst(), cs.GetLast())
+	if cs.GetFirst() == 0 || cs.GetFirst() > cs.GetLast()+1 || cs.GetBytes() < 0 || cs.GetLogID() == 0 || cs.GetLogID() >= n.nextLogID {
+		return fmt.Errorf("statemachine: snapshot: channel %q: bad log %d, first %d, last %d or bytes %d", name, cs.GetLogID(), cs.GetFirst(), cs.GetLast(), cs.GetBytes())
 	}
-	ch := newChannel(name, n.cfg.Limits.For(name))
+	ch := newChannel(name, cs.GetLogID(), n.cfg.Limits.For(name))
 	ch.first, ch.last, ch.lastTimestamp, ch.activityNanos = cs.GetFirst(), cs.GetLast(), cs.GetLastTimestamp(), cs.GetActivityNanos()
-	for i, m := range cs.GetMsgs() {
-		sm := storedMsg{data: m.GetData(), reply: m.GetReply(), timestamp: m.GetTimestamp()}
-		sm.size = msgSize(name, sm, ch.first+uint64(i))
-		ch.msgs = append(ch.msgs, sm)
-		ch.bytes += sm.size
+	ch.bytes, ch.firstTimestamp = cs.GetBytes(), cs.GetFirstTimestamp()
+	if recs := cs.GetRecords(); len(recs) > 0 {
+		if uint64(len(recs)) != ch.count() {
+			return fmt.Errorf("statemachine: snapshot: channel %q carries %d messages for first %d last %d", name, len(recs), ch.first, ch.last)
+		}
+		if err := n.putRecords(ch, recs); err != nil {
+			return err
+		}
+	}
+	if ch.count() > 0 {
+		// The log must hold what the snapshot says, with matching
+		// timestamps at both ends.
+		for _, end := range []struct {
+			seq uint64
+			ts  int64
+		}{{ch.first, ch.firstTimestamp}, {ch.last, ch.lastTimestamp}} {
+			ts, _, err := n.msgs.Stat(ch.log, end.seq)
+			if err != nil || ts != end.ts {
+				return fmt.Errorf("statemachine: snapshot: channel %q: the message log does not hold seq %d as recorded (timestamp %d): %v", name, end.seq, ts, err)
+			}
+		}
 	}
 	n.channels[name] = ch
 	n.byLower[lower(name)] = ch
@@ -189,27 +264,24 @@ func (s *State) CheckInvariants() error {
 		return fmt.Errorf("connID index has %d entries for %d clients", len(s.byConnID), len(s.clients))
 	}
 	subsSeen := 0
+	logs := map[uint64]string{}
 	for _, name := range sortedKeys(s.channels) {
 		ch := s.channels[name]
+		if other, dup := logs[ch.logID]; dup {
+			return fmt.Errorf("channels %q and %q share log %d", other, name, ch.logID)
+		}
+		logs[ch.logID] = name
 		if s.byLower[lower(name)] != ch {
 			return fmt.Errorf("channel %q missing from the case index", name)
 		}
-		if ch.first == 0 || ch.first > ch.last+1 || uint64(len(ch.msgs)) != ch.last+1-ch.first {
-			return fmt.Errorf("channel %q: %d messages for first %d last %d", name, len(ch.msgs), ch.first, ch.last)
+		if ch.first == 0 || ch.first > ch.last+1 || ch.bytes < 0 || (ch.bytes == 0) != (ch.count() == 0) {
+			return fmt.Errorf("channel %q: %d bytes for first %d last %d", name, ch.bytes, ch.first, ch.last)
 		}
-		var bytes, prevTs int64
-		for i, m := range ch.msgs {
-			bytes += m.size
-			if i > 0 && m.timestamp < prevTs {
-				return fmt.Errorf("channel %q: timestamp of seq %d goes back", name, ch.first+uint64(i))
-			}
-			prevTs = m.timestamp
+		if ch.count() > 0 && ch.firstTimestamp > ch.lastTimestamp {
+			return fmt.Errorf("channel %q: first timestamp %d after the last %d", name, ch.firstTimestamp, ch.lastTimestamp)
 		}
-		if len(ch.msgs) > 0 && ch.lastTimestamp < prevTs {
-			return fmt.Errorf("channel %q: last timestamp %d before its newest message's %d", name, ch.lastTimestamp, prevTs)
-		}
-		if bytes != ch.bytes {
-			return fmt.Errorf("channel %q: bytes %d, messages sum to %d", name, ch.bytes, bytes)
+		if ch.logID == 0 || ch.logID >= s.nextLogID {
+			return fmt.Errorf("channel %q: log %q not below the next log ID %d", name, ch.log, s.nextLogID)
 		}
 		for _, sb := range sortedSubs(ch.subs) {
 			subsSeen++
@@ -310,7 +382,7 @@ func (s *State) Channel(name string) (ChannelInfo, bool) {
 	if !ok {
 		return ChannelInfo{}, false
 	}
-	return ChannelInfo{Name: name, First: ch.first, Last: ch.last, Msgs: len(ch.msgs), Bytes: ch.bytes}, true
+	return ChannelInfo{Name: name, First: ch.first, Last: ch.last, Msgs: int(ch.count()), Bytes: ch.bytes}, true
 }
 
 // Message returns the message at seq in the channel, as it would be
@@ -320,11 +392,10 @@ func (s *State) Message(name string, seq uint64) (*pb.MsgProto, bool) {
 	if !ok {
 		return nil, false
 	}
-	m, ok := ch.msg(seq)
-	if !ok {
+	if seq < ch.first || seq > ch.last {
 		return nil, false
 	}
-	return &pb.MsgProto{Sequence: seq, Subject: name, Reply: m.reply, Data: m.data, Timestamp: m.timestamp}, true
+	return Delivery{Record: s.getMsg(ch, seq)}.Message(), true
 }
 
 func containsSub(list []*sub, sb *sub) bool {

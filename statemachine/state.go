@@ -13,6 +13,9 @@ type Config struct {
 	// Bugs plants deliberate bugs, for testing the simulator; only in
 	// binaries built with the stanzabugs tag (see bugs.go).
 	Bugs Bug
+	// Log keeps the messages (see MessageLog). Nil: the state keeps them
+	// in memory itself.
+	Log MessageLog
 }
 
 // State is the whole replicated state of a stanza server. It is not safe for
@@ -29,11 +32,15 @@ type State struct {
 	subs       map[uint64]*sub // every subscription record, shadows and offline durables included
 	byAckInbox map[string]*sub // online subscriptions only
 	nextSubID  uint64
+	nextLogID  uint64 // names the message log of the next channel
+
+	msgs MessageLog
+	own  *memLog // msgs when the Config named no log: trimmed as limits remove messages
 }
 
 // New returns an empty state.
 func New(cfg Config) *State {
-	return &State{
+	s := &State{
 		cfg:        cfg,
 		clients:    map[string]*client{},
 		byConnID:   map[string]*client{},
@@ -42,7 +49,14 @@ func New(cfg Config) *State {
 		subs:       map[uint64]*sub{},
 		byAckInbox: map[string]*sub{},
 		nextSubID:  1,
+		nextLogID:  1,
+		msgs:       cfg.Log,
 	}
+	if s.msgs == nil {
+		s.own = newMemLog()
+		s.msgs = s.own
+	}
+	return s
 }
 
 // Result is what applying one command decided. The leader carries it out;
@@ -73,7 +87,11 @@ type PubAck struct {
 type Delivery struct {
 	SubID uint64
 	Inbox string
-	Msg   *pb.MsgProto
+	// Record is the stored message (an encoded MsgProto); Wire adds the
+	// redelivery fields.
+	Record          []byte
+	Redelivered     bool
+	RedeliveryCount uint32
 }
 
 // NewCommand wraps one operation (a *pb.Connect, *pb.Publish, ...) in a
@@ -210,5 +228,3 @@ func (s *State) AckInboxKnown(ackInbox string) bool {
 	_, ok := s.byAckInbox[ackInbox]
 	return ok
 }
-
-func protoSize(m proto.Message) int { return proto.Size(m) }

@@ -202,8 +202,16 @@ func (a *applier) startSeq(ch *channel, req *pb.SubscriptionRequest) uint64 {
 	case pb.StartPosition_TimeDeltaStart:
 		start := a.now - req.GetStartTimeDelta()
 		// The first message at or after start; timestamps are monotonic.
-		i := sort.Search(len(ch.msgs), func(i int) bool { return ch.msgs[i].timestamp >= start })
-		return ch.first + uint64(i) - 1
+		// The log may still hold messages below first, or (while a
+		// restarted replica catches up) beyond last.
+		if ch.first > ch.last {
+			return ch.last
+		}
+		seq, ok := a.s.msgs.SeqAtOrAfter(ch.log, start)
+		if !ok {
+			return ch.last
+		}
+		return min(max(seq, ch.first), ch.last+1) - 1
 	case pb.StartPosition_SequenceStart:
 		q := req.GetStartSequence()
 		switch {
@@ -221,10 +229,10 @@ func (a *applier) startSeq(ch *channel, req *pb.SubscriptionRequest) uint64 {
 
 // deliver sends seq to sb and records it as pending.
 func (a *applier) deliver(sb *sub, seq uint64, redelivery bool) {
-	m, ok := sb.ch.msg(seq)
-	if !ok {
+	if seq < sb.ch.first || seq > sb.ch.last {
 		panic("statemachine: deliver of a sequence the channel does not hold")
 	}
+	rec := a.s.getMsg(sb.ch, seq)
 	p := sb.pending[seq]
 	if p == nil {
 		p = &pending{}
@@ -235,10 +243,8 @@ func (a *applier) deliver(sb *sub, seq uint64, redelivery bool) {
 	}
 	p.expiryNanos = a.now + sb.ackWaitNanos
 	flagged := redelivery && !a.s.cfg.Planted(BugRedeliveryNotFlagged)
-	a.res.Deliveries = append(a.res.Deliveries, Delivery{SubID: sb.id, Inbox: sb.inbox, Msg: &pb.MsgProto{
-		Sequence: seq, Subject: sb.ch.name, Reply: m.reply, Data: m.data, Timestamp: m.timestamp,
-		Redelivered: flagged, RedeliveryCount: p.redeliveryCount,
-	}})
+	a.res.Deliveries = append(a.res.Deliveries, Delivery{SubID: sb.id, Inbox: sb.inbox, Record: rec,
+		Redelivered: flagged, RedeliveryCount: p.redeliveryCount})
 }
 
 // nextSeq is the next sequence to deliver after lastSent, skipping what limits

@@ -44,6 +44,9 @@ type MsgStore interface {
 	// Get returns a copy of the record at seq, or ErrNotFound below first,
 	// above last or for an unknown channel.
 	Get(channel string, seq uint64) ([]byte, error)
+	// Stat returns the timestamp and the record length of the message at
+	// seq without reading the record, or ErrNotFound like Get.
+	Stat(channel string, seq uint64) (timestampNanos int64, size int, err error)
 	// FirstLast returns the first and last seq of channel: 0, 0 for an
 	// unknown channel, last+1, last once every message was trimmed.
 	FirstLast(channel string) (first, last uint64)

@@ -869,6 +869,28 @@ func (s *fileMsgStore) Get(channel string, seq uint64) ([]byte, error) {
 	return data, nil
 }
 
+// Stat implements MsgStore: it reads the index entry only.
+func (s *fileMsgStore) Stat(channel string, seq uint64) (int64, int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, 0, fmt.Errorf("stat %s/%d: %w", channel, seq, errMsgStoreClosed)
+	}
+	ch := s.channels[channel]
+	if ch == nil || seq < ch.first || seq > ch.last {
+		return 0, 0, fmt.Errorf("stat %s/%d: %w", channel, seq, ErrNotFound)
+	}
+	g := ch.segmentOf(seq)
+	if err := s.segmentFiles(ch, g); err != nil {
+		return 0, 0, fmt.Errorf("stat %s/%d: %w", channel, seq, err)
+	}
+	e, err := s.readEntry(ch, g, seq)
+	if err != nil {
+		return 0, 0, fmt.Errorf("stat %s/%d: %w", channel, seq, err)
+	}
+	return e.ts, int(e.recordBytes - msgRecordBytesMin), nil
+}
+
 // FirstLast implements MsgStore.
 func (s *fileMsgStore) FirstLast(channel string) (first, last uint64) {
 	s.mu.Lock()

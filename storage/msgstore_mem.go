@@ -88,6 +88,20 @@ func (s *memMsgStore) Get(channel string, seq uint64) ([]byte, error) {
 	return slices.Clone(ch.msgs[seq-ch.first]), nil
 }
 
+// Stat implements MsgStore.
+func (s *memMsgStore) Stat(channel string, seq uint64) (int64, int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, 0, fmt.Errorf("stat %s/%d: %w", channel, seq, errMsgStoreClosed)
+	}
+	ch := s.channels[channel]
+	if ch == nil || seq < ch.first || seq > ch.last {
+		return 0, 0, fmt.Errorf("stat %s/%d: %w", channel, seq, ErrNotFound)
+	}
+	return ch.timestamps[seq-ch.first], len(ch.msgs[seq-ch.first]), nil
+}
+
 // FirstLast implements MsgStore.
 func (s *memMsgStore) FirstLast(channel string) (first, last uint64) {
 	s.mu.Lock()

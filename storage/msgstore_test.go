@@ -401,6 +401,11 @@ func TestMsgStoreRandomOps(t *testing.T) {
 						if !bytes.Equal(got, want) {
 							t.Fatalf("seed %d step %d: %s: got %x, want %x", seed, step, what, got, want)
 						}
+						wts, wsize, err3 := model.Stat(ch, seq)
+						gts, gsize, err4 := s.Stat(ch, seq)
+						if gts != wts || gsize != wsize || errClass(err3) != errClass(err4) || err1 == nil && gsize != len(got) {
+							t.Fatalf("seed %d step %d: stat %s/%d: got %d,%d,%v, want %d,%d,%v", seed, step, ch, seq, gts, gsize, err4, wts, wsize, err3)
+						}
 					case r < 85:
 						ts := int64(rng.IntN(step + 10))
 						want, wantOK := model.SeqAtOrAfter(ch, ts)

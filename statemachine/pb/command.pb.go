@@ -807,12 +807,18 @@ func (x *ClientHealth) GetFailed() bool {
 	return false
 }
 
-// Snapshot is the whole state machine, self-contained (messages included).
+// Snapshot is the whole state machine. The messages of the channels live in
+// the message log (statemachine.MessageLog): a snapshot taken for the local
+// log records only where each channel's messages are; one sent to another
+// replica carries them too (ChannelState.records), so that it is
+// self-contained.
 type Snapshot struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NextSubID     uint64                 `protobuf:"varint,1,opt,name=nextSubID,proto3" json:"nextSubID,omitempty"`
-	Clients       []*ClientState         `protobuf:"bytes,2,rep,name=clients,proto3" json:"clients,omitempty"`
-	Channels      []*ChannelState        `protobuf:"bytes,3,rep,name=channels,proto3" json:"channels,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NextSubID uint64                 `protobuf:"varint,1,opt,name=nextSubID,proto3" json:"nextSubID,omitempty"`
+	Clients   []*ClientState         `protobuf:"bytes,2,rep,name=clients,proto3" json:"clients,omitempty"`
+	Channels  []*ChannelState        `protobuf:"bytes,3,rep,name=channels,proto3" json:"channels,omitempty"`
+	// nextLogID names the message log of the next channel created.
+	NextLogID     uint64 `protobuf:"varint,4,opt,name=nextLogID,proto3" json:"nextLogID,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -866,6 +872,13 @@ func (x *Snapshot) GetChannels() []*ChannelState {
 		return x.Channels
 	}
 	return nil
+}
+
+func (x *Snapshot) GetNextLogID() uint64 {
+	if x != nil {
+		return x.NextLogID
+	}
+	return 0
 }
 
 type ClientState struct {
@@ -967,10 +980,17 @@ type ChannelState struct {
 	Last          uint64                 `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
 	LastTimestamp int64                  `protobuf:"varint,4,opt,name=lastTimestamp,proto3" json:"lastTimestamp,omitempty"`
 	ActivityNanos int64                  `protobuf:"varint,5,opt,name=activityNanos,proto3" json:"activityNanos,omitempty"`
-	// msgs holds sequences first..last in order.
-	Msgs          []*StoredMsg  `protobuf:"bytes,6,rep,name=msgs,proto3" json:"msgs,omitempty"`
-	Subs          []*SubState   `protobuf:"bytes,7,rep,name=subs,proto3" json:"subs,omitempty"`
-	Queues        []*QueueState `protobuf:"bytes,8,rep,name=queues,proto3" json:"queues,omitempty"`
+	Subs          []*SubState            `protobuf:"bytes,7,rep,name=subs,proto3" json:"subs,omitempty"`
+	Queues        []*QueueState          `protobuf:"bytes,8,rep,name=queues,proto3" json:"queues,omitempty"`
+	// logID names the channel's messages in the message log.
+	LogID uint64 `protobuf:"varint,9,opt,name=logID,proto3" json:"logID,omitempty"`
+	// bytes is the size of the records first..last.
+	Bytes int64 `protobuf:"varint,10,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// firstTimestamp is the timestamp of message first, if any.
+	FirstTimestamp int64 `protobuf:"varint,11,opt,name=firstTimestamp,proto3" json:"firstTimestamp,omitempty"`
+	// records holds the encoded MsgProto of first..last in order, in a
+	// snapshot sent to another replica only.
+	Records       [][]byte `protobuf:"bytes,12,rep,name=records,proto3" json:"records,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1040,13 +1060,6 @@ func (x *ChannelState) GetActivityNanos() int64 {
 	return 0
 }
 
-func (x *ChannelState) GetMsgs() []*StoredMsg {
-	if x != nil {
-		return x.Msgs
-	}
-	return nil
-}
-
 func (x *ChannelState) GetSubs() []*SubState {
 	if x != nil {
 		return x.Subs
@@ -1061,64 +1074,32 @@ func (x *ChannelState) GetQueues() []*QueueState {
 	return nil
 }
 
-type StoredMsg struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
-	Reply         string                 `protobuf:"bytes,2,opt,name=reply,proto3" json:"reply,omitempty"`
-	Timestamp     int64                  `protobuf:"varint,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *StoredMsg) Reset() {
-	*x = StoredMsg{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[15]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *StoredMsg) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*StoredMsg) ProtoMessage() {}
-
-func (x *StoredMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[15]
+func (x *ChannelState) GetLogID() uint64 {
 	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use StoredMsg.ProtoReflect.Descriptor instead.
-func (*StoredMsg) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{15}
-}
-
-func (x *StoredMsg) GetData() []byte {
-	if x != nil {
-		return x.Data
-	}
-	return nil
-}
-
-func (x *StoredMsg) GetReply() string {
-	if x != nil {
-		return x.Reply
-	}
-	return ""
-}
-
-func (x *StoredMsg) GetTimestamp() int64 {
-	if x != nil {
-		return x.Timestamp
+		return x.LogID
 	}
 	return 0
+}
+
+func (x *ChannelState) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ChannelState) GetFirstTimestamp() int64 {
+	if x != nil {
+		return x.FirstTimestamp
+	}
+	return 0
+}
+
+func (x *ChannelState) GetRecords() [][]byte {
+	if x != nil {
+		return x.Records
+	}
+	return nil
 }
 
 type SubState struct {
@@ -1140,7 +1121,7 @@ type SubState struct {
 
 func (x *SubState) Reset() {
 	*x = SubState{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[16]
+	mi := &file_statemachine_pb_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1133,7 @@ func (x *SubState) String() string {
 func (*SubState) ProtoMessage() {}
 
 func (x *SubState) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[16]
+	mi := &file_statemachine_pb_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1146,7 @@ func (x *SubState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubState.ProtoReflect.Descriptor instead.
 func (*SubState) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{16}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubState) GetId() uint64 {
@@ -1256,7 +1237,7 @@ type Pending struct {
 
 func (x *Pending) Reset() {
 	*x = Pending{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[17]
+	mi := &file_statemachine_pb_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1249,7 @@ func (x *Pending) String() string {
 func (*Pending) ProtoMessage() {}
 
 func (x *Pending) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[17]
+	mi := &file_statemachine_pb_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1262,7 @@ func (x *Pending) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pending.ProtoReflect.Descriptor instead.
 func (*Pending) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{17}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Pending) GetSeq() uint64 {
@@ -1319,7 +1300,7 @@ type QueueState struct {
 
 func (x *QueueState) Reset() {
 	*x = QueueState{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[18]
+	mi := &file_statemachine_pb_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1312,7 @@ func (x *QueueState) String() string {
 func (*QueueState) ProtoMessage() {}
 
 func (x *QueueState) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[18]
+	mi := &file_statemachine_pb_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1325,7 @@ func (x *QueueState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueState.ProtoReflect.Descriptor instead.
 func (*QueueState) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{18}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *QueueState) GetName() string {
@@ -1423,11 +1404,12 @@ const file_statemachine_pb_command_proto_rawDesc = "" +
 	"\achannel\x18\x01 \x01(\tR\achannel\"B\n" +
 	"\fClientHealth\x12\x1a\n" +
 	"\bclientID\x18\x01 \x01(\tR\bclientID\x12\x16\n" +
-	"\x06failed\x18\x02 \x01(\bR\x06failed\"\x8f\x01\n" +
+	"\x06failed\x18\x02 \x01(\bR\x06failed\"\xad\x01\n" +
 	"\bSnapshot\x12\x1c\n" +
 	"\tnextSubID\x18\x01 \x01(\x04R\tnextSubID\x120\n" +
 	"\aclients\x18\x02 \x03(\v2\x16.stanza.pb.ClientStateR\aclients\x123\n" +
-	"\bchannels\x18\x03 \x03(\v2\x17.stanza.pb.ChannelStateR\bchannels\"\xcb\x01\n" +
+	"\bchannels\x18\x03 \x03(\v2\x17.stanza.pb.ChannelStateR\bchannels\x12\x1c\n" +
+	"\tnextLogID\x18\x04 \x01(\x04R\tnextLogID\"\xcb\x01\n" +
 	"\vClientState\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\ahbInbox\x18\x02 \x01(\tR\ahbInbox\x12\x16\n" +
@@ -1437,20 +1419,20 @@ const file_statemachine_pb_command_proto_rawDesc = "" +
 	"\n" +
 	"pingMaxOut\x18\x06 \x01(\x05R\n" +
 	"pingMaxOut\x12\x1a\n" +
-	"\bfailedHB\x18\a \x01(\bR\bfailedHB\"\x9a\x02\n" +
+	"\bfailedHB\x18\a \x01(\bR\bfailedHB\"\xe4\x02\n" +
 	"\fChannelState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05first\x18\x02 \x01(\x04R\x05first\x12\x12\n" +
 	"\x04last\x18\x03 \x01(\x04R\x04last\x12$\n" +
 	"\rlastTimestamp\x18\x04 \x01(\x03R\rlastTimestamp\x12$\n" +
-	"\ractivityNanos\x18\x05 \x01(\x03R\ractivityNanos\x12(\n" +
-	"\x04msgs\x18\x06 \x03(\v2\x14.stanza.pb.StoredMsgR\x04msgs\x12'\n" +
+	"\ractivityNanos\x18\x05 \x01(\x03R\ractivityNanos\x12'\n" +
 	"\x04subs\x18\a \x03(\v2\x13.stanza.pb.SubStateR\x04subs\x12-\n" +
-	"\x06queues\x18\b \x03(\v2\x15.stanza.pb.QueueStateR\x06queues\"S\n" +
-	"\tStoredMsg\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\x12\x14\n" +
-	"\x05reply\x18\x02 \x01(\tR\x05reply\x12\x1c\n" +
-	"\ttimestamp\x18\x03 \x01(\x03R\ttimestamp\"\xcc\x02\n" +
+	"\x06queues\x18\b \x03(\v2\x15.stanza.pb.QueueStateR\x06queues\x12\x14\n" +
+	"\x05logID\x18\t \x01(\x04R\x05logID\x12\x14\n" +
+	"\x05bytes\x18\n" +
+	" \x01(\x03R\x05bytes\x12&\n" +
+	"\x0efirstTimestamp\x18\v \x01(\x03R\x0efirstTimestamp\x12\x18\n" +
+	"\arecords\x18\f \x03(\fR\arecordsJ\x04\b\x06\x10\a\"\xcc\x02\n" +
 	"\bSubState\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
 	"\bclientID\x18\x02 \x01(\tR\bclientID\x12\x14\n" +
@@ -1487,7 +1469,7 @@ func file_statemachine_pb_command_proto_rawDescGZIP() []byte {
 	return file_statemachine_pb_command_proto_rawDescData
 }
 
-var file_statemachine_pb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_statemachine_pb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_statemachine_pb_command_proto_goTypes = []any{
 	(*Command)(nil),             // 0: stanza.pb.Command
 	(*Connect)(nil),             // 1: stanza.pb.Connect
@@ -1504,15 +1486,14 @@ var file_statemachine_pb_command_proto_goTypes = []any{
 	(*Snapshot)(nil),            // 12: stanza.pb.Snapshot
 	(*ClientState)(nil),         // 13: stanza.pb.ClientState
 	(*ChannelState)(nil),        // 14: stanza.pb.ChannelState
-	(*StoredMsg)(nil),           // 15: stanza.pb.StoredMsg
-	(*SubState)(nil),            // 16: stanza.pb.SubState
-	(*Pending)(nil),             // 17: stanza.pb.Pending
-	(*QueueState)(nil),          // 18: stanza.pb.QueueState
-	(*ConnectRequest)(nil),      // 19: stanza.pb.ConnectRequest
-	(*PubMsg)(nil),              // 20: stanza.pb.PubMsg
-	(*SubscriptionRequest)(nil), // 21: stanza.pb.SubscriptionRequest
-	(*UnsubscribeRequest)(nil),  // 22: stanza.pb.UnsubscribeRequest
-	(*Ack)(nil),                 // 23: stanza.pb.Ack
+	(*SubState)(nil),            // 15: stanza.pb.SubState
+	(*Pending)(nil),             // 16: stanza.pb.Pending
+	(*QueueState)(nil),          // 17: stanza.pb.QueueState
+	(*ConnectRequest)(nil),      // 18: stanza.pb.ConnectRequest
+	(*PubMsg)(nil),              // 19: stanza.pb.PubMsg
+	(*SubscriptionRequest)(nil), // 20: stanza.pb.SubscriptionRequest
+	(*UnsubscribeRequest)(nil),  // 21: stanza.pb.UnsubscribeRequest
+	(*Ack)(nil),                 // 22: stanza.pb.Ack
 }
 var file_statemachine_pb_command_proto_depIdxs = []int32{
 	1,  // 0: stanza.pb.Command.connect:type_name -> stanza.pb.Connect
@@ -1525,24 +1506,23 @@ var file_statemachine_pb_command_proto_depIdxs = []int32{
 	9,  // 7: stanza.pb.Command.expire:type_name -> stanza.pb.ExpireMsgs
 	10, // 8: stanza.pb.Command.deleteChannel:type_name -> stanza.pb.DeleteChannel
 	11, // 9: stanza.pb.Command.clientHealth:type_name -> stanza.pb.ClientHealth
-	19, // 10: stanza.pb.Connect.request:type_name -> stanza.pb.ConnectRequest
-	20, // 11: stanza.pb.Publish.msgs:type_name -> stanza.pb.PubMsg
-	21, // 12: stanza.pb.Subscribe.request:type_name -> stanza.pb.SubscriptionRequest
-	22, // 13: stanza.pb.Unsubscribe.request:type_name -> stanza.pb.UnsubscribeRequest
+	18, // 10: stanza.pb.Connect.request:type_name -> stanza.pb.ConnectRequest
+	19, // 11: stanza.pb.Publish.msgs:type_name -> stanza.pb.PubMsg
+	20, // 12: stanza.pb.Subscribe.request:type_name -> stanza.pb.SubscriptionRequest
+	21, // 13: stanza.pb.Unsubscribe.request:type_name -> stanza.pb.UnsubscribeRequest
 	7,  // 14: stanza.pb.Acks.acks:type_name -> stanza.pb.AckFrom
-	23, // 15: stanza.pb.AckFrom.ack:type_name -> stanza.pb.Ack
+	22, // 15: stanza.pb.AckFrom.ack:type_name -> stanza.pb.Ack
 	13, // 16: stanza.pb.Snapshot.clients:type_name -> stanza.pb.ClientState
 	14, // 17: stanza.pb.Snapshot.channels:type_name -> stanza.pb.ChannelState
-	15, // 18: stanza.pb.ChannelState.msgs:type_name -> stanza.pb.StoredMsg
-	16, // 19: stanza.pb.ChannelState.subs:type_name -> stanza.pb.SubState
-	18, // 20: stanza.pb.ChannelState.queues:type_name -> stanza.pb.QueueState
-	17, // 21: stanza.pb.SubState.pending:type_name -> stanza.pb.Pending
-	16, // 22: stanza.pb.QueueState.shadow:type_name -> stanza.pb.SubState
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	15, // 18: stanza.pb.ChannelState.subs:type_name -> stanza.pb.SubState
+	17, // 19: stanza.pb.ChannelState.queues:type_name -> stanza.pb.QueueState
+	16, // 20: stanza.pb.SubState.pending:type_name -> stanza.pb.Pending
+	15, // 21: stanza.pb.QueueState.shadow:type_name -> stanza.pb.SubState
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_statemachine_pb_command_proto_init() }
@@ -1569,7 +1549,7 @@ func file_statemachine_pb_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_statemachine_pb_command_proto_rawDesc), len(file_statemachine_pb_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

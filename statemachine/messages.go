@@ -1,0 +1,266 @@
+package statemachine
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+
+	"github.com/stanza-io/stanza/statemachine/pb"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// MessageLog keeps the bodies of the channels' messages. The state machine
+// decides which sequences a channel holds and what each record is; the log
+// stores them, keyed by the channel's log name (a new name for every
+// channel created, so that a channel deleted and created again never meets
+// its old messages). storage.MsgStore is one.
+//
+// The state machine never asks the log to forget a message: limits move a
+// channel's first sequence, and the owner of the log removes what lies
+// below it once a snapshot no longer needs it (Retention). Until then a
+// replica that restarts from an older snapshot and applies the log again
+// finds every message it needs. Put must therefore be idempotent: putting
+// a stored sequence with the same record, or a sequence below the log's
+// first, changes nothing.
+//
+// A log that fails (an I/O error, a missing message) leaves the state
+// machine unable to go on: Apply panics with a *LogFailure, which the
+// caller recovers to stop the replica.
+type MessageLog interface {
+	Put(log string, seq uint64, timestampNanos int64, record []byte) error
+	// Get returns the record at seq. The caller may append to it.
+	Get(log string, seq uint64) ([]byte, error)
+	// Stat returns the timestamp and record length at seq.
+	Stat(log string, seq uint64) (timestampNanos int64, size int, err error)
+	// SeqAtOrAfter returns the first stored seq whose timestamp is at or
+	// after timestampNanos.
+	SeqAtOrAfter(log string, timestampNanos int64) (uint64, bool)
+	// TrimBefore drops the messages below seq; a seq above the last makes
+	// the log continue there. Only a restore from a snapshot received
+	// from another replica calls it.
+	TrimBefore(log string, seq uint64) error
+}
+
+// LogFailure is the panic value of an Apply or Snapshot whose message log
+// failed. The state is then unusable: the replica must stop and restart
+// from its storage.
+type LogFailure struct{ Err error }
+
+func (f *LogFailure) Error() string { return "statemachine: message log: " + f.Err.Error() }
+func (f *LogFailure) Unwrap() error { return f.Err }
+
+func logFailure(format string, args ...any) {
+	panic(&LogFailure{Err: fmt.Errorf(format, args...)})
+}
+
+// Retention is how much of one channel's log the state still needs.
+type Retention struct {
+	Log   string
+	First uint64 // messages below it may be removed
+	Last  uint64
+}
+
+// Retention lists, by log name, the logs the state refers to and the first
+// sequence each still needs. A log not listed belongs to a deleted channel.
+// The owner of a persistent log applies it after saving a snapshot of this
+// state, never before: a restart from an older snapshot needs more.
+func (s *State) Retention() []Retention {
+	out := make([]Retention, 0, len(s.channels))
+	for _, ch := range s.channels {
+		out = append(out, Retention{Log: ch.log, First: ch.first, Last: ch.last})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Log < out[j].Log })
+	return out
+}
+
+// logName is the message log name of the channel with that ID.
+func logName(id uint64) string { return strconv.FormatUint(id, 10) }
+
+// encodeRecord is a message as the log stores it: the MsgProto of its first
+// delivery. Its length is what it counts against MaxBytes.
+func encodeRecord(seq uint64, subject, reply string, data []byte, ts int64) []byte {
+	rec, err := proto.MarshalOptions{Deterministic: true}.Marshal(&pb.MsgProto{Sequence: seq, Subject: subject, Reply: reply, Data: data, Timestamp: ts})
+	if err != nil {
+		panic(fmt.Sprintf("statemachine: encode message: %v", err))
+	}
+	return rec
+}
+
+func (s *State) putMsg(ch *channel, seq uint64, ts int64, rec []byte) {
+	if err := s.msgs.Put(ch.log, seq, ts, rec); err != nil {
+		logFailure("put %s seq %d (channel %q): %w", ch.log, seq, ch.name, err)
+	}
+}
+
+func (s *State) getMsg(ch *channel, seq uint64) []byte {
+	rec, err := s.msgs.Get(ch.log, seq)
+	if err != nil {
+		logFailure("get %s seq %d (channel %q): %w", ch.log, seq, ch.name, err)
+	}
+	return rec
+}
+
+func (s *State) statMsg(ch *channel, seq uint64) (ts int64, size int64) {
+	t, n, err := s.msgs.Stat(ch.log, seq)
+	if err != nil {
+		logFailure("stat %s seq %d (channel %q): %w", ch.log, seq, ch.name, err)
+	}
+	return t, int64(n)
+}
+
+// Wire is the delivery as sent to the subscriber: the stored record with
+// the redelivery fields appended (protobuf merges them in).
+func (d Delivery) Wire() []byte {
+	b := d.Record
+	if d.Redelivered {
+		b = protowire.AppendTag(b, 6, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1)
+	}
+	if d.RedeliveryCount > 0 {
+		b = protowire.AppendTag(b, 7, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(d.RedeliveryCount))
+	}
+	return b
+}
+
+// Message decodes the delivery.
+func (d Delivery) Message() *pb.MsgProto {
+	m := &pb.MsgProto{}
+	if err := proto.Unmarshal(d.Wire(), m); err != nil {
+		panic(fmt.Sprintf("statemachine: stored message does not decode: %v", err))
+	}
+	return m
+}
+
+// memLog is the MessageLog a State uses when its Config names none: it
+// lives and dies with the State, which trims it as limits remove messages.
+type memLog struct {
+	logs map[string]*memLogChannel
+}
+
+type memLogChannel struct {
+	first uint64 // seq of recs[0]
+	recs  [][]byte
+	ts    []int64
+}
+
+var errNoMessage = errors.New("no such message")
+
+func newMemLog() *memLog { return &memLog{logs: map[string]*memLogChannel{}} }
+
+func (l *memLog) channel(log string, seq uint64) (*memLogChannel, int, error) {
+	c := l.logs[log]
+	if c == nil || seq < c.first || seq >= c.first+uint64(len(c.recs)) {
+		return nil, 0, fmt.Errorf("%s seq %d: %w", log, seq, errNoMessage)
+	}
+	return c, int(seq - c.first), nil
+}
+
+func (l *memLog) Put(log string, seq uint64, ts int64, record []byte) error {
+	c := l.logs[log]
+	if c == nil {
+		c = &memLogChannel{first: seq}
+		l.logs[log] = c
+	}
+	next := c.first + uint64(len(c.recs))
+	switch {
+	case seq < c.first:
+		return nil
+	case seq < next:
+		if !slices.Equal(c.recs[seq-c.first], record) {
+			return fmt.Errorf("%s seq %d: a different record is stored", log, seq)
+		}
+		return nil
+	case seq > next:
+		return fmt.Errorf("%s seq %d: a gap after %d", log, seq, next-1)
+	}
+	c.recs = append(c.recs, slices.Clone(record))
+	c.ts = append(c.ts, ts)
+	return nil
+}
+
+func (l *memLog) Get(log string, seq uint64) ([]byte, error) {
+	c, i, err := l.channel(log, seq)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clip(c.recs[i]), nil
+}
+
+func (l *memLog) Stat(log string, seq uint64) (int64, int, error) {
+	c, i, err := l.channel(log, seq)
+	if err != nil {
+		return 0, 0, err
+	}
+	return c.ts[i], len(c.recs[i]), nil
+}
+
+func (l *memLog) SeqAtOrAfter(log string, ts int64) (uint64, bool) {
+	c := l.logs[log]
+	if c == nil {
+		return 0, false
+	}
+	i := sort.Search(len(c.ts), func(i int) bool { return c.ts[i] >= ts })
+	if i == len(c.ts) {
+		return 0, false
+	}
+	return c.first + uint64(i), true
+}
+
+func (l *memLog) TrimBefore(log string, seq uint64) error {
+	c := l.logs[log]
+	if c == nil {
+		l.logs[log] = &memLogChannel{first: seq}
+		return nil
+	}
+	if seq <= c.first {
+		return nil
+	}
+	n := min(seq-c.first, uint64(len(c.recs)))
+	c.recs, c.ts = c.recs[n:], c.ts[n:]
+	if cap(c.recs) > 64 && len(c.recs) < cap(c.recs)/4 {
+		c.recs, c.ts = slices.Clone(c.recs), slices.Clone(c.ts) // let the trimmed prefix be collected
+	}
+	c.first = seq
+	return nil
+}
+
+func (l *memLog) drop(log string) { delete(l.logs, log) }
+
+// ExpandSnapshot returns a snapshot taken by Snapshot with the messages of
+// every channel read from log and included, as SnapshotWithMessages would
+// have made it. The log must still hold them: the replica's newest
+// snapshot is the one Retention was applied with. A snapshot that already
+// carries its messages is returned as it is.
+func ExpandSnapshot(data []byte, log MessageLog) ([]byte, error) {
+	snap := &pb.Snapshot{}
+	if err := proto.Unmarshal(data, snap); err != nil {
+		return nil, fmt.Errorf("statemachine: decode snapshot: %w", err)
+	}
+	expanded := false
+	for _, cs := range snap.GetChannels() {
+		if len(cs.GetRecords()) > 0 || cs.GetFirst() > cs.GetLast() {
+			continue
+		}
+		name := logName(cs.GetLogID())
+		for seq := cs.GetFirst(); seq <= cs.GetLast(); seq++ {
+			rec, err := log.Get(name, seq)
+			if err != nil {
+				return nil, fmt.Errorf("statemachine: snapshot of channel %q: %w", cs.GetName(), err)
+			}
+			cs.Records = append(cs.Records, rec)
+		}
+		expanded = true
+	}
+	if !expanded {
+		return data, nil
+	}
+	out, err := proto.MarshalOptions{Deterministic: true}.Marshal(snap)
+	if err != nil {
+		return nil, fmt.Errorf("statemachine: encode snapshot: %w", err)
+	}
+	return out, nil
+}

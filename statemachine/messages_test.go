@@ -1,0 +1,136 @@
+package statemachine
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/stanza-io/stanza/statemachine/pb"
+)
+
+// TestExternalLogReplay is the contract between the state machine and a
+// persistent message log: a replica whose log is only trimmed after a
+// snapshot (Retention) decides exactly as one that trims at once, and a
+// replica restarted from an older snapshot over the same log decides the
+// same again while it re-applies the commands since.
+func TestExternalLogReplay(t *testing.T) {
+	gen := &commandGen{r: rand.New(rand.NewPCG(11, 12))}
+	cfg := Config{Limits: testLimits()}
+	owned := New(cfg)
+	log := newMemLog()
+	ext := New(Config{Limits: testLimits(), Log: log})
+
+	const n, snapAt = 4000, 1500
+	var cmds []*pb.Command
+	var results []string
+	var old []byte
+	for i := 0; i < n; i++ {
+		cmd := gen.next(owned)
+		cmds = append(cmds, cmd)
+		ra, rb := owned.Apply(cmd), ext.Apply(cmd)
+		if got, want := render(rb), render(ra); got != want {
+			t.Fatalf("command %d: the external log decided differently:\n%s\nvs\n%s", i, got, want)
+		}
+		results = append(results, render(ra))
+		if i == snapAt {
+			old = ext.Snapshot()
+		}
+	}
+	if !bytes.Equal(owned.SnapshotWithMessages(), ext.SnapshotWithMessages()) {
+		t.Fatal("the two replicas differ after the same commands")
+	}
+
+	// A restart from the old snapshot over the untrimmed log replays the
+	// same decisions.
+	restarted := New(Config{Limits: testLimits(), Log: log})
+	if err := restarted.Restore(old); err != nil {
+		t.Fatalf("restore the old snapshot: %v", err)
+	}
+	for i := snapAt + 1; i < n; i++ {
+		if got := render(restarted.Apply(cmds[i])); got != results[i] {
+			t.Fatalf("replayed command %d decided differently:\n%s\nvs\n%s", i, got, results[i])
+		}
+	}
+	if !bytes.Equal(restarted.SnapshotWithMessages(), ext.SnapshotWithMessages()) {
+		t.Fatal("the replayed replica differs")
+	}
+
+	// Retention applied after the newest snapshot: that snapshot still
+	// restores, the old one no longer can, and neither can a snapshot
+	// without messages over an empty log.
+	snap := ext.Snapshot()
+	trimmed := 0
+	live := map[string]bool{}
+	for _, r := range ext.Retention() {
+		live[r.Log] = true
+		if c := log.logs[r.Log]; c != nil && c.first < r.First {
+			trimmed++
+		}
+		if err := log.TrimBefore(r.Log, r.First); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name := range log.logs {
+		if !live[name] {
+			log.drop(name)
+			trimmed++
+		}
+	}
+	if trimmed == 0 {
+		t.Fatal("the workload trimmed nothing: the test proves too little")
+	}
+	if err := New(Config{Limits: testLimits(), Log: log}).Restore(snap); err != nil {
+		t.Fatalf("restore after retention: %v", err)
+	}
+	if err := New(Config{Limits: testLimits(), Log: log}).Restore(old); err == nil || !strings.Contains(err.Error(), "message log") {
+		t.Fatalf("restore of a snapshot older than the retention: %v, want a message log error", err)
+	}
+	if msgs, _ := ext.Totals(); msgs == 0 {
+		t.Fatal("the workload ends with no message")
+	}
+	if err := New(cfg).Restore(snap); err == nil {
+		t.Fatal("a snapshot without messages restored over an empty log")
+	}
+	full := New(cfg)
+	if err := full.Restore(ext.SnapshotWithMessages()); err != nil {
+		t.Fatalf("restore with messages: %v", err)
+	}
+	if !bytes.Equal(full.SnapshotWithMessages(), ext.SnapshotWithMessages()) {
+		t.Fatal("a snapshot with messages did not restore the same state")
+	}
+}
+
+// TestLogFailurePanics: a log that loses a message stops the state machine
+// with a *LogFailure rather than letting it decide without it.
+func TestLogFailurePanics(t *testing.T) {
+	log := newMemLog()
+	s := New(Config{Limits: DefaultLimits(), Log: log})
+	s.Apply(NewCommand(1, &pb.Connect{Request: &pb.ConnectRequest{ClientID: "c", HeartbeatInbox: "hb"}}))
+	s.Apply(NewCommand(2, &pb.Publish{Msgs: []*pb.PubMsg{{ClientID: "c", Guid: "g", Subject: "foo", Data: []byte("x")}}}))
+	log.drop(s.channels["foo"].log)
+	defer func() {
+		f, ok := recover().(*LogFailure)
+		if !ok || !strings.Contains(f.Error(), "message log") {
+			t.Fatalf("recovered %v, want a *LogFailure", f)
+		}
+	}()
+	s.Apply(NewCommand(3, &pb.Subscribe{Request: &pb.SubscriptionRequest{ClientID: "c", Subject: "foo", Inbox: "in", MaxInFlight: 1,
+		AckWaitInSecs: 30, StartPosition: pb.StartPosition_First}, AckInbox: "ack"}))
+	t.Fatal("a subscription was served from a log that lost its message")
+}
+
+// TestDeliveryWire: the wire form is the record with the redelivery fields,
+// and decodes to the message with them.
+func TestDeliveryWire(t *testing.T) {
+	rec := encodeRecord(7, "foo", "r", []byte("hi"), 42)
+	d := Delivery{Record: rec, Redelivered: true, RedeliveryCount: 300}
+	m := d.Message()
+	if m.GetSequence() != 7 || m.GetSubject() != "foo" || m.GetReply() != "r" || string(m.GetData()) != "hi" || m.GetTimestamp() != 42 ||
+		!m.GetRedelivered() || m.GetRedeliveryCount() != 300 {
+		t.Fatalf("decoded %v", m)
+	}
+	if got := (Delivery{Record: rec}).Wire(); !bytes.Equal(got, rec) {
+		t.Fatalf("a first delivery is not the record as stored")
+	}
+}
