@@ -83,7 +83,6 @@ type fileMsgStore struct {
 	// openSegs lists the sealed segments with open files, most recently
 	// used first.
 	openSegs *list.List
-	buf      []byte // the record being written
 	failed   error  // sticky: the first write error
 	closed   bool
 }
@@ -105,9 +104,34 @@ type fileChannel struct {
 type msgSegment struct {
 	firstSeq, lastSeq uint64 // lastSeq is firstSeq-1 while empty
 	firstTs, lastTs   int64
-	dataBytes         int64 // size of the segment file
+	dataBytes         int64 // size of the segment file, pending bytes included
 	data, index       File  // nil while closed
 	lru               *list.Element
+	// pendData and pendIndex are appended records and index entries not
+	// yet written (the active segment only): they end at dataBytes and at
+	// the index entry of lastSeq. Sync, a read of the segment, a cut or
+	// a full buffer writes them, so a Put costs no system call.
+	pendData, pendIndex []byte
+}
+
+// msgWriteBufferBytes is how much a segment buffers before writing.
+const msgWriteBufferBytes = 256 << 10
+
+// flush writes what g buffered. A failure is sticky, like any write error.
+func (s *fileMsgStore) flush(g *msgSegment) error {
+	if len(g.pendData) == 0 && len(g.pendIndex) == 0 {
+		return nil
+	}
+	if _, err := g.data.WriteAt(g.pendData, g.dataBytes-int64(len(g.pendData))); err != nil {
+		s.failed = err
+		return err
+	}
+	if _, err := g.index.WriteAt(g.pendIndex, int64(g.count())*indexEntryBytes-int64(len(g.pendIndex))); err != nil {
+		s.failed = err
+		return err
+	}
+	g.pendData, g.pendIndex = g.pendData[:0], g.pendIndex[:0]
+	return nil
 }
 
 func (g *msgSegment) count() uint64 { return g.lastSeq + 1 - g.firstSeq }
@@ -513,6 +537,7 @@ func (s *fileMsgStore) removeSegmentsBelow(ch *fileChannel, seq uint64) error {
 	n := 0
 	for n < len(ch.segs) && ch.segs[n].lastSeq < seq {
 		g := ch.segs[n]
+		g.pendData, g.pendIndex = nil, nil
 		s.closeSegment(g)
 		if err := s.fsys.Remove(filepath.Join(ch.dir, segName(g.firstSeq))); err != nil {
 			return err
@@ -537,6 +562,7 @@ func (s *fileMsgStore) removeSegmentsBelow(ch *fileChannel, seq uint64) error {
 // removes every file but meta, syncs, then removes meta and the directory.
 func (s *fileMsgStore) removeChannelDir(ch *fileChannel) error {
 	for _, g := range ch.segs {
+		g.pendData, g.pendIndex = nil, nil
 		s.closeSegment(g)
 	}
 	names, err := s.fsys.List(ch.dir)
@@ -616,6 +642,9 @@ func (s *fileMsgStore) closeSegment(g *msgSegment) {
 func (s *fileMsgStore) closeFiles() {
 	for _, ch := range s.channels {
 		for _, g := range ch.segs {
+			if g.data != nil && s.failed == nil {
+				s.flush(g) // a failure leaves the tail unsynced, as a crash would
+			}
 			s.closeSegment(g)
 		}
 	}
@@ -642,6 +671,9 @@ func appendIndexEntry(buf []byte, offBytes, ts, recordBytes int64) []byte {
 // readEntry reads and checks the index entry of seq in g, whose files are
 // open.
 func (s *fileMsgStore) readEntry(ch *fileChannel, g *msgSegment, seq uint64) (indexEntry, error) {
+	if err := s.flush(g); err != nil {
+		return indexEntry{}, err
+	}
 	var b [indexEntryBytes]byte
 	off := int64(seq-g.firstSeq) * indexEntryBytes
 	if n, err := g.index.ReadAt(b[:], off); err != nil && !(errors.Is(err, io.EOF) && n == len(b)) {
@@ -665,6 +697,9 @@ func (s *fileMsgStore) readEntry(ch *fileChannel, g *msgSegment, seq uint64) (in
 // readRecord reads and checks the record of seq, at e, and returns its
 // data.
 func (s *fileMsgStore) readRecord(ch *fileChannel, g *msgSegment, seq uint64, e indexEntry) ([]byte, error) {
+	if err := s.flush(g); err != nil {
+		return nil, err
+	}
 	buf := make([]byte, e.recordBytes)
 	if n, err := g.data.ReadAt(buf, e.offBytes); err != nil && !(errors.Is(err, io.EOF) && n == len(buf)) {
 		return nil, fmt.Errorf("read %s: %w", filepath.Join(ch.dir, segName(g.firstSeq)), err)
@@ -777,29 +812,27 @@ func (s *fileMsgStore) appendMsg(ch *fileChannel, seq uint64, ts int64, data []b
 	}
 	ts = max(ts, ch.lastTs)
 	var header [recordHeaderBytes]byte
-	buf := append(s.buf[:0], header[:]...)
-	buf = binary.LittleEndian.AppendUint64(buf, seq)
-	buf = binary.LittleEndian.AppendUint64(buf, uint64(ts))
-	buf = append(buf, data...)
-	frameRecord(buf, recMsg)
-	s.buf = buf
-	if _, err := g.data.WriteAt(buf, g.dataBytes); err != nil {
-		return err
-	}
-	var e [indexEntryBytes]byte
-	if _, err := g.index.WriteAt(appendIndexEntry(e[:0], g.dataBytes, ts, int64(len(buf))), int64(g.count())*indexEntryBytes); err != nil {
-		return err
-	}
+	start := len(g.pendData)
+	g.pendData = append(g.pendData, header[:]...)
+	g.pendData = binary.LittleEndian.AppendUint64(g.pendData, seq)
+	g.pendData = binary.LittleEndian.AppendUint64(g.pendData, uint64(ts))
+	g.pendData = append(g.pendData, data...)
+	frameRecord(g.pendData[start:], recMsg)
+	recBytes := int64(len(g.pendData) - start)
+	g.pendIndex = appendIndexEntry(g.pendIndex, g.dataBytes, ts, recBytes)
 	if g.count() == 0 {
 		g.firstTs = ts
 	}
 	g.lastSeq, g.lastTs = seq, ts
-	g.dataBytes += int64(len(buf))
+	g.dataBytes += recBytes
 	if ch.first == 0 {
 		ch.first = seq
 	}
 	ch.last, ch.lastTs = seq, ts
 	ch.dirty = true
+	if len(g.pendData) >= msgWriteBufferBytes {
+		return s.flush(g)
+	}
 	return nil
 }
 
@@ -810,6 +843,9 @@ func (s *fileMsgStore) cut(ch *fileChannel, firstSeq uint64) error {
 	newDir := ch.first == 0 && len(ch.segs) == 0
 	if n := len(ch.segs); n > 0 {
 		g := ch.segs[n-1]
+		if err := s.flush(g); err != nil {
+			return err
+		}
 		// A later segment must never survive a crash that a hole in this
 		// one does not.
 		if err := g.data.Sync(); err != nil {
@@ -1019,6 +1055,9 @@ func (s *fileMsgStore) Sync() error {
 	for _, name := range dirty {
 		ch := s.channels[name]
 		g := ch.segs[len(ch.segs)-1]
+		if err := s.flush(g); err != nil {
+			return fmt.Errorf("sync %s: %w", name, err)
+		}
 		if err := g.data.Sync(); err != nil {
 			s.failed = err
 			return fmt.Errorf("sync %s: %w", name, err)

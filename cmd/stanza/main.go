@@ -191,6 +191,9 @@ func start(opts Options, log *slog.Logger) (r *running, err error) {
 	if err != nil {
 		return r, err
 	}
+	if err := r.startProfiling(opts); err != nil {
+		return r, err
+	}
 	if err := r.startMonitoring(opts, startTime); err != nil {
 		return r, err
 	}

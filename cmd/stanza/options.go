@@ -51,6 +51,7 @@ type Options struct {
 	Host            string              // -a, --addr, -net, --net: embedded NATS listen host
 	Port            int                 // -p, --port: embedded NATS client port (-1 = random)
 	HTTPPort        int                 // -m, --http_port: 0 = no monitoring (-1 = random)
+	ProfPort        int                 // --profile: Go pprof HTTP port (0 = off)
 	NATSServerURL   string              // -ns, --nats_server; "" = embedded NATS server
 	StoreType       string              // -st, --store: StoreMemory or StoreFile
 	Dir             string              // --dir; config dir|datastore
@@ -246,6 +247,7 @@ func newFlagSet(o *Options, cause *error) *flag.FlagSet {
 	str(&o.Host, "Embedded NATS listen host", "a", "addr", "net")
 	integer(&o.Port, "Embedded NATS client port (-1 = random)", "p", "port")
 	integer(&o.HTTPPort, "Monitoring HTTP port (0 = off, -1 = random)", "m", "http_port")
+	integer(&o.ProfPort, "Go profiling (pprof) HTTP port, as nats-server's (0 = off)", "profile")
 	str(&o.NATSCluster, "Embedded NATS route listen URL, e.g. nats://0.0.0.0:6222", "cluster")
 	value((*listValue)(&o.Routes), "Comma separated route `URLs` of the embedded NATS", "routes")
 	str(&o.User, "User for the embedded NATS and the server's connections", "user")
@@ -572,6 +574,9 @@ func (o Options) Validate() error {
 	if o.Port < -1 || o.Port > 65535 {
 		add("stan: port %d out of range (-1 for random, up to 65535)", o.Port)
 	}
+	if o.ProfPort < 0 || o.ProfPort > 65535 {
+		add("stan: profiling port %d out of range (0 for off, up to 65535)", o.ProfPort)
+	}
 	if o.HTTPPort < -1 || o.HTTPPort > 65535 {
 		add("stan: http port %d out of range (0 for off, -1 for random, up to 65535)", o.HTTPPort)
 	}
@@ -758,6 +763,8 @@ func (c *configReader) natsKey(key, name string, v any, natsCluster bool) (bool,
 		}
 	case "http_port", "monitor_port":
 		o.HTTPPort, err = c.integer(key, v)
+	case "prof_port":
+		o.ProfPort, err = c.integer(key, v)
 	case "authorization":
 		err = c.authorization(key, v)
 	case "cluster":
