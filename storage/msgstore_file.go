@@ -83,7 +83,7 @@ type fileMsgStore struct {
 	// openSegs lists the sealed segments with open files, most recently
 	// used first.
 	openSegs *list.List
-	failed   error  // sticky: the first write error
+	failed   error // sticky: the first write error
 	closed   bool
 }
 
