@@ -10,6 +10,10 @@ import (
 
 // Config configures one replica's core. Durations are in ticks inside the
 // core; the shell decides how long a tick is (TickNanos).
+// DefaultSnapshotBytes is Config.SnapshotBytes by default. Snapshots hold
+// no messages, so they are cheap to take.
+const DefaultSnapshotBytes = 64 << 20
+
 type Config struct {
 	// ClusterID is the STAN cluster ID clients connect with.
 	ClusterID string
@@ -38,6 +42,11 @@ type Config struct {
 	// SnapshotEntries: take a snapshot and compact the log every this many
 	// applied entries (0 = never).
 	SnapshotEntries uint64
+	// SnapshotBytes: also take one once the entries applied since the
+	// last hold this many bytes, so that the log (whose entries the WAL
+	// keeps in memory) stays bounded however large the batches are
+	// (0 = DefaultSnapshotBytes, negative = never).
+	SnapshotBytes int64
 	// TrailingEntries are kept in the log behind a snapshot, so a slightly
 	// lagging follower catches up from the log instead of a snapshot.
 	TrailingEntries uint64
@@ -79,6 +88,9 @@ func (c *Config) Defaults() {
 	}
 	if c.HeartbeatTicks == 0 {
 		c.HeartbeatTicks = 1
+	}
+	if c.SnapshotBytes == 0 {
+		c.SnapshotBytes = DefaultSnapshotBytes
 	}
 	if c.TrailingEntries == 0 {
 		c.TrailingEntries = 1000

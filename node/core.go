@@ -44,6 +44,7 @@ type Core struct {
 	confState     *raftpb.ConfState
 	applied       uint64
 	snapshotIndex uint64
+	sinceSnapshot int64 // bytes of entries applied since the last snapshot
 	// confChanged: the configuration changed since the last snapshot. A
 	// new member can only start from a snapshot that includes it, so one
 	// is taken at once.
@@ -344,6 +345,7 @@ func (c *Core) Process(nowNanos int64) (err error) {
 			}
 			c.applied = rd.Snapshot.GetMetadata().GetIndex()
 			c.snapshotIndex = c.applied
+			c.sinceSnapshot = 0
 			c.confState = rd.Snapshot.GetMetadata().GetConfState()
 			c.log.Info("restored snapshot", "index", c.applied)
 		}
@@ -480,6 +482,7 @@ func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {
 		if c.onApply != nil {
 			c.onApply(idx, e.GetTerm(), e.GetData())
 		}
+		c.sinceSnapshot += int64(len(e.GetData()))
 		switch e.GetType() {
 		case raftpb.EntryNormal:
 			if len(e.GetData()) == 0 {
@@ -529,7 +532,8 @@ func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {
 
 func (c *Core) maybeSnapshot() error {
 	n := c.cfg.SnapshotEntries
-	due := n > 0 && c.applied >= c.snapshotIndex+n
+	due := n > 0 && c.applied >= c.snapshotIndex+n ||
+		c.cfg.SnapshotBytes > 0 && c.sinceSnapshot >= c.cfg.SnapshotBytes && c.applied > c.snapshotIndex
 	if !due && !(c.confChanged && c.applied > c.snapshotIndex) {
 		return nil
 	}
@@ -548,6 +552,7 @@ func (c *Core) maybeSnapshot() error {
 		return fmt.Errorf("%w: snapshot at %d: %v", ErrStopped, c.applied, err)
 	}
 	c.snapshotIndex = c.applied
+	c.sinceSnapshot = 0
 	if err := c.retain(); err != nil {
 		return err
 	}

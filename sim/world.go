@@ -275,7 +275,7 @@ func (w *World) nodeConfig(n *simNode) node.Config {
 	limits.MaxMsgs, limits.MaxBytes = 0, 0 // nothing is trimmed: every acked message must stay
 	return node.Config{ClusterID: "sim", NodeName: n.name, Peers: peers, Limits: limits, TickNanos: stepNanos,
 		HBIntervalNanos: 1_000_000_000, HBTimeoutNanos: 500_000_000, HBFailCount: 3, DupProbeNanos: 500_000_000,
-		SnapshotEntries: 200, TrailingEntries: 50, Logger: slog.New(slog.DiscardHandler), Bugs: w.cfg.Bugs,
+		SnapshotEntries: 200, SnapshotBytes: 64 << 10, TrailingEntries: 50, Logger: slog.New(slog.DiscardHandler), Bugs: w.cfg.Bugs,
 		Join: n.join, AllowMembershipChanges: true}
 }
 
