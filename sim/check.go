@@ -41,13 +41,16 @@ func (w *World) finalLog() *finalLog {
 	if lead == nil {
 		return fl
 	}
-	eachMessage(lead.core.State(), func(key chanSeq, data string) {
+	err := eachMessage(lead.core.State(), func(key chanSeq, data string) {
 		fl.bySeq[key] = data
 		if prev, dup := fl.byPayload[data]; dup {
 			w.fail(failSafety, "duplicate: payload %q stored at %s seq %d and seq %d", data, key.channel, prev.seq, key.seq)
 		}
 		fl.byPayload[data] = key
 	})
+	if err != nil {
+		w.fail(failSafety, "leader %s cannot read its messages: %v", lead.name, err)
+	}
 	return fl
 }
 

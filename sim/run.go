@@ -327,7 +327,7 @@ func (w *World) checkStep() {
 			if !n.up {
 				continue
 			}
-			eachMessage(n.core.State(), func(key chanSeq, data string) {
+			_ = eachMessage(n.core.State(), func(key chanSeq, data string) { // a failed disk stops the node soon
 				if prev, ok := w.contents[key]; ok && prev != data {
 					w.fail(failSafety, "node %s: %s seq %d is %q, was %q", n.name, key.channel, key.seq, data, prev)
 				}
@@ -371,7 +371,9 @@ func (w *World) whyNotConverged() string {
 		}
 		// Every acknowledged publish is readable on every healthy node.
 		have := map[string]bool{}
-		eachMessage(n.core.State(), func(_ chanSeq, data string) { have[data] = true })
+		if err := eachMessage(n.core.State(), func(_ chanSeq, data string) { have[data] = true }); err != nil {
+			return fmt.Sprintf("node %s cannot read its messages: %v", n.name, err)
+		}
 		for _, p := range w.hist.pubs {
 			if p.outcome == pubAcked && !have[p.payload] {
 				return fmt.Sprintf("node %s lacks acknowledged publish %q", n.name, p.payload)
@@ -400,15 +402,20 @@ func (w *World) whyNotConverged() string {
 }
 
 // eachMessage calls f for every message a replica holds, in channel and
-// sequence order.
-func eachMessage(sm *statemachine.State, f func(key chanSeq, data string)) {
+// sequence order. It stops at the first message the replica cannot read
+// (its disk failed: the replica stops at its next write) and returns why.
+func eachMessage(sm *statemachine.State, f func(key chanSeq, data string)) error {
 	for _, ch := range sm.ChannelNames() {
 		info, _ := sm.Channel(ch)
 		for seq := info.First; seq <= info.Last; seq++ {
-			m, _ := sm.Message(ch, seq)
+			m, err := sm.Message(ch, seq)
+			if err != nil {
+				return err
+			}
 			f(chanSeq{ch, seq}, string(m.Data))
 		}
 	}
+	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

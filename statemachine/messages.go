@@ -1,7 +1,6 @@
 package statemachine
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -177,14 +176,12 @@ type memLogChannel struct {
 	ts    []int64
 }
 
-var errNoMessage = errors.New("no such message")
-
 func newMemLog() *memLog { return &memLog{logs: map[string]*memLogChannel{}} }
 
 func (l *memLog) channel(log string, seq uint64) (*memLogChannel, int, error) {
 	c := l.logs[log]
 	if c == nil || seq < c.first || seq >= c.first+uint64(len(c.recs)) {
-		return nil, 0, fmt.Errorf("%s seq %d: %w", log, seq, errNoMessage)
+		return nil, 0, fmt.Errorf("%s seq %d: %w", log, seq, ErrNoMessage)
 	}
 	return c, int(seq - c.first), nil
 }

@@ -1,6 +1,7 @@
 package statemachine
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/stanza-io/stanza/statemachine/pb"
@@ -385,17 +386,25 @@ func (s *State) Channel(name string) (ChannelInfo, bool) {
 	return ChannelInfo{Name: name, First: ch.first, Last: ch.last, Msgs: int(ch.count()), Bytes: ch.bytes}, true
 }
 
+// ErrNoMessage: the channel does not hold that sequence.
+var ErrNoMessage = errors.New("statemachine: no such message")
+
 // Message returns the message at seq in the channel, as it would be
-// delivered for the first time.
-func (s *State) Message(name string, seq uint64) (*pb.MsgProto, bool) {
+// delivered for the first time. It reads the message log, which may fail.
+func (s *State) Message(name string, seq uint64) (*pb.MsgProto, error) {
 	ch, ok := s.channels[name]
-	if !ok {
-		return nil, false
+	if !ok || seq < ch.first || seq > ch.last {
+		return nil, fmt.Errorf("%w: %q seq %d", ErrNoMessage, name, seq)
 	}
-	if seq < ch.first || seq > ch.last {
-		return nil, false
+	rec, err := s.msgs.Get(ch.log, seq)
+	if err != nil {
+		return nil, fmt.Errorf("statemachine: read %q seq %d: %w", name, seq, err)
 	}
-	return Delivery{Record: s.getMsg(ch, seq)}.Message(), true
+	m := &pb.MsgProto{}
+	if err := proto.Unmarshal(rec, m); err != nil {
+		return nil, fmt.Errorf("statemachine: %q seq %d does not decode: %w", name, seq, err)
+	}
+	return m, nil
 }
 
 func containsSub(list []*sub, sb *sub) bool {
