@@ -6,6 +6,7 @@ import (
 
 	"github.com/stanza-io/stanza/statemachine"
 	"github.com/stanza-io/stanza/statemachine/pb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -242,6 +243,25 @@ func (c *Core) tickHeartbeats(nowNanos int64) {
 	}
 }
 
+// encodePubAck is proto.Marshal of a PubAck, by hand: one per message.
+func encodePubAck(guid, errStr string) []byte {
+	n := 0
+	if guid != "" {
+		n += 1 + protowire.SizeBytes(len(guid))
+	}
+	if errStr != "" {
+		n += 1 + protowire.SizeBytes(len(errStr))
+	}
+	b := make([]byte, 0, n)
+	if guid != "" {
+		b = protowire.AppendString(append(b, 1<<3|byte(protowire.BytesType)), guid)
+	}
+	if errStr != "" {
+		b = protowire.AppendString(append(b, 2<<3|byte(protowire.BytesType)), errStr)
+	}
+	return b
+}
+
 func (c *Core) respond(subject string, m proto.Message) {
 	if subject == "" {
 		return
@@ -293,10 +313,10 @@ func (c *Core) carryOut(nowNanos int64, cmd *pb.Command, res statemachine.Result
 		for i, a := range res.PubAcks {
 			if a.Err == "" && i < len(msgs) {
 				c.stats.InMsgs++
-				c.stats.InBytes += uint64(proto.Size(msgs[i]))
+				c.stats.InBytes += uint64(len(msgs[i].GetData()))
 			}
-			if i < len(subjects) {
-				c.respond(subjects[i], &pb.PubAck{Guid: a.Guid, Error: a.Err})
+			if i < len(subjects) && subjects[i] != "" {
+				c.out(subjects[i], "", encodePubAck(a.Guid, a.Err))
 			}
 		}
 	}

@@ -770,3 +770,16 @@ func TestProtocolBadInput(t *testing.T) {
 		t.Fatalf("after bad input: got %q, want 2:m2", got)
 	}
 }
+
+// TestEncodePubAckMatchesProto: the hand-made PubAck is proto.Marshal's.
+func TestEncodePubAckMatchesProto(t *testing.T) {
+	for _, a := range []*pb.PubAck{{}, {Guid: "g"}, {Error: "stan: bad"}, {Guid: strings.Repeat("x", 300), Error: "e"}} {
+		want, err := proto.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := encodePubAck(a.GetGuid(), a.GetError()); !bytes.Equal(got, want) {
+			t.Errorf("%v: got %x, want %x", a, got, want)
+		}
+	}
+}
