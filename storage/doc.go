@@ -1,6 +1,7 @@
 // Package storage keeps what a stanza replica must not lose: the raft log
 // and hard state in a segmented write-ahead log (WAL), snapshots in
-// snapshot files, and the messages of channels in a MsgStore. Everything goes through FS, a small file system interface
+// snapshot files, and the messages of channels in a MsgStore. Everything
+// goes through FS, a small file system interface
 // with an OS implementation (OSFS) and a strict in-memory one (MemFS) whose
 // Crash drops every write no Sync made durable: the crash model of the
 // simulator.
@@ -150,9 +151,12 @@
 // messages; the last segment of each channel, and the OpenSegmentsMax most
 // recently read others, stay open.
 //
-// Put appends the record to the active segment, then its entry to the
-// index. Sync syncs the segment file, then the index file, of every channel
-// written since the last Sync. A segment is cut when a Put finds the active
+// Put appends the record and its index entry to buffers of the active
+// segment; they are written (segment first, then index) when they reach
+// 256 KiB, when the segment is read, cut or synced, and at Close, so a Put
+// costs no system call. Unwritten bytes are lost in a crash like unsynced
+// ones. Sync writes them, then syncs the segment file, then the index file,
+// of every channel written since the last Sync. A segment is cut when a Put finds the active
 // one at or over SegmentBytesMax: the old segment and index are synced
 // first, then the new files are created and the directory synced (and, for
 // a channel's first segment, the store directory), so every segment but the
@@ -194,4 +198,18 @@
 // which compares), never skipped. As in the WAL, damage to the very last
 // record of the last segment cannot be told from a torn write: it is
 // truncated.
+//
+// # How a replica uses them
+//
+// A stanza node keeps <dir>/wal, <dir>/snap and <dir>/msgs. The state
+// machine names each channel's messages by a log ID ("c-17" holds the
+// channel created 17th; a channel deleted and created again gets a new
+// one) and records the channel's bounds in its snapshots, not the messages.
+// Records are the MsgProto of a message's first delivery. Messages are put
+// when their raft entry is applied, without fsync: the WAL has them. Before
+// a snapshot the node syncs the message store; after it, it trims every
+// channel to the first seq the snapshot records and deletes the channels it
+// does not know. A restart restores the newest snapshot and applies the WAL
+// after it, putting messages again (a no-op when they are there), so the
+// store never needs more than what the last sync made durable.
 package storage

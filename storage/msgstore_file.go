@@ -84,7 +84,10 @@ type fileMsgStore struct {
 	// used first.
 	openSegs *list.List
 	failed   error // sticky: the first write error
-	closed   bool
+	// windowBytes is the memory of the read-ahead windows of open
+	// segments, at most readAheadTotalMax.
+	windowBytes int64
+	closed      bool
 }
 
 // fileChannel is what a file message store keeps in memory of a channel:
@@ -107,11 +110,85 @@ type msgSegment struct {
 	dataBytes         int64 // size of the segment file, pending bytes included
 	data, index       File  // nil while closed
 	lru               *list.Element
+	// dataWin and indexWin hold what was last read ahead of each file.
+	dataWin, indexWin readWindow
 	// pendData and pendIndex are appended records and index entries not
 	// yet written (the active segment only): they end at dataBytes and at
 	// the index entry of lastSeq. Sync, a read of the segment, a cut or
 	// a full buffer writes them, so a Put costs no system call.
 	pendData, pendIndex []byte
+}
+
+// readWindow is bytes of a file read ahead from start.
+type readWindow struct {
+	start int64
+	buf   []byte
+}
+
+const (
+	// readAheadBytes is how much a read of a segment or index file reads
+	// at once, so that a subscriber replaying a channel costs a system
+	// call per window, not two per message.
+	readAheadBytes = 64 << 10
+	// readAheadTotalMax bounds the memory of all windows; past it, reads
+	// read only what they need.
+	readAheadTotalMax = 32 << 20
+)
+
+// readAhead returns n bytes of f at off, from the window w when it holds
+// them, else from a new window read there. The bytes alias the window: a
+// caller that keeps them copies them. A file shorter than off+n gives
+// io.EOF.
+func (s *fileMsgStore) readAhead(w *readWindow, f File, off int64, n int) ([]byte, error) {
+	if off >= w.start && off+int64(n) <= w.start+int64(len(w.buf)) {
+		return w.buf[off-w.start : off-w.start+int64(n)], nil
+	}
+	size := n
+	if cap(w.buf) >= readAheadBytes || s.windowBytes+readAheadBytes <= readAheadTotalMax {
+		if cap(w.buf) < readAheadBytes {
+			s.windowBytes += readAheadBytes - int64(cap(w.buf))
+			w.buf = make([]byte, readAheadBytes)
+		}
+		size = max(n, readAheadBytes)
+	}
+	if cap(w.buf) < size {
+		w.buf = make([]byte, size)
+	}
+	buf := w.buf[:size]
+	got, err := f.ReadAt(buf, off)
+	if got < n {
+		w.start, w.buf = 0, w.buf[:0]
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	w.start, w.buf = off, buf[:got]
+	return w.buf[:n], nil
+}
+
+// readSegment returns n bytes at off of a segment or index file whose
+// buffered, unwritten bytes pend end at size: from pend when they are
+// there (what a live subscriber reads right after a Put), else from the
+// file through w.
+func (s *fileMsgStore) readSegment(w *readWindow, f File, pend []byte, size, off int64, n int) ([]byte, error) {
+	if start := size - int64(len(pend)); len(pend) > 0 && off >= start {
+		if off+int64(n) > size {
+			return nil, io.EOF
+		}
+		return pend[off-start : off-start+int64(n)], nil
+	}
+	return s.readAhead(w, f, off, n)
+}
+
+// dropWindows frees g's read-ahead windows.
+func (s *fileMsgStore) dropWindows(g *msgSegment) {
+	for _, w := range []*readWindow{&g.dataWin, &g.indexWin} {
+		if cap(w.buf) >= readAheadBytes {
+			s.windowBytes -= int64(cap(w.buf))
+		}
+		*w = readWindow{}
+	}
 }
 
 // msgWriteBufferBytes is how much a segment buffers before writing.
@@ -627,6 +704,7 @@ func (s *fileMsgStore) segmentFiles(ch *fileChannel, g *msgSegment) error {
 
 // closeSegment closes the files of g, if open.
 func (s *fileMsgStore) closeSegment(g *msgSegment) {
+	s.dropWindows(g)
 	if g.lru != nil {
 		s.openSegs.Remove(g.lru)
 		g.lru = nil
@@ -671,12 +749,9 @@ func appendIndexEntry(buf []byte, offBytes, ts, recordBytes int64) []byte {
 // readEntry reads and checks the index entry of seq in g, whose files are
 // open.
 func (s *fileMsgStore) readEntry(ch *fileChannel, g *msgSegment, seq uint64) (indexEntry, error) {
-	if err := s.flush(g); err != nil {
-		return indexEntry{}, err
-	}
-	var b [indexEntryBytes]byte
 	off := int64(seq-g.firstSeq) * indexEntryBytes
-	if n, err := g.index.ReadAt(b[:], off); err != nil && !(errors.Is(err, io.EOF) && n == len(b)) {
+	b, err := s.readSegment(&g.indexWin, g.index, g.pendIndex, int64(g.count())*indexEntryBytes, off, indexEntryBytes)
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return indexEntry{}, fmt.Errorf("%w: %s: index entry of seq %d at offset %d is missing", ErrCorrupt, filepath.Join(ch.dir, indexName(g.firstSeq)), seq, off)
 		}
@@ -697,17 +772,14 @@ func (s *fileMsgStore) readEntry(ch *fileChannel, g *msgSegment, seq uint64) (in
 // readRecord reads and checks the record of seq, at e, and returns its
 // data.
 func (s *fileMsgStore) readRecord(ch *fileChannel, g *msgSegment, seq uint64, e indexEntry) ([]byte, error) {
-	if err := s.flush(g); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, e.recordBytes)
-	if n, err := g.data.ReadAt(buf, e.offBytes); err != nil && !(errors.Is(err, io.EOF) && n == len(buf)) {
+	buf, err := s.readSegment(&g.dataWin, g.data, g.pendData, g.dataBytes, e.offBytes, int(e.recordBytes))
+	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", filepath.Join(ch.dir, segName(g.firstSeq)), err)
 	}
 	rec, ok := recordAt(buf, 0)
 	if ok && recordHeaderBytes+int64(len(rec.payload)) == e.recordBytes {
 		if got, _, ok := decodeMsg(rec); ok && got == seq {
-			return rec.payload[msgHeaderBytes:], nil
+			return bytes.Clone(rec.payload[msgHeaderBytes:]), nil
 		}
 	}
 	return nil, fmt.Errorf("%w: %s: bad record of seq %d at offset %d", ErrCorrupt, filepath.Join(ch.dir, segName(g.firstSeq)), seq, e.offBytes)
