@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,16 +19,17 @@ type Server struct {
 	log  *slog.Logger
 	tick time.Duration
 
-	mu      sync.Mutex
-	inbox   []Msg
-	notify  chan struct{}
-	do      chan func(*Core)
-	stop    chan struct{}
-	done    chan struct{}
-	err     error
-	subs    map[string]transport.Subscription
-	stopped bool
-	store   *timedStorage
+	mu        sync.Mutex
+	inbox     []Msg
+	notify    chan struct{}
+	do        chan func(*Core)
+	stop      chan struct{}
+	done      chan struct{}
+	err       error
+	subs      map[string]transport.Subscription
+	listening []string // what reconcile last put in place
+	stopped   bool
+	store     *timedStorage
 }
 
 // timedStorage measures how long the core's log writes take (fsync
@@ -119,10 +121,16 @@ func (s *Server) run() {
 }
 
 // reconcile subscribes to what the core listens on now, and unsubscribes
-// from what it no longer wants.
+// from what it no longer wants. It costs nothing when that did not change:
+// it runs after every batch, and its flush (a round trip to the NATS
+// server, so that the subscriptions are in place) must not.
 func (s *Server) reconcile() error {
+	listen := s.core.Listen()
+	if slices.Equal(listen, s.listening) {
+		return nil
+	}
 	want := map[string]bool{}
-	for _, subject := range s.core.Listen() {
+	for _, subject := range listen {
 		want[subject] = true
 		if s.subs[subject] != nil {
 			continue
@@ -152,7 +160,11 @@ func (s *Server) reconcile() error {
 			delete(s.subs, subject)
 		}
 	}
-	return s.conn.Flush()
+	if err := s.conn.Flush(); err != nil {
+		return err
+	}
+	s.listening = listen
+	return nil
 }
 
 // Do runs f on the core's goroutine and waits: the way to read the core's
