@@ -600,15 +600,16 @@ func (c *Core) maybeSnapshot() error {
 	return nil
 }
 
-// retain removes from the message store what the state no longer refers
-// to: messages below each channel's first, and deleted channels. Only a
-// persisted snapshot of the current state makes that safe.
+// retain frees in the message store what the state no longer refers to:
+// whole segments below each channel's first (no write at all when none is
+// due), and deleted channels. Only a persisted snapshot of the current
+// state makes that safe.
 func (c *Core) retain() error {
 	msgs := c.store.Messages()
 	live := map[string]bool{}
 	for _, r := range c.sm.Retention() {
 		live[r.Log] = true
-		if err := msgs.TrimBefore(r.Log, r.First); err != nil {
+		if err := msgs.DropSegmentsBefore(r.Log, r.First); err != nil {
 			return fmt.Errorf("%w: trim messages of log %s: %v", ErrStopped, r.Log, err)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	stan "github.com/nats-io/stan.go"
+	"github.com/stanza-io/stanza/storage"
+	"github.com/stanza-io/stanza/transport"
 )
 
 // TestFileStoreKeepsMessagesOnDisk: with the FILE store, messages live in
@@ -19,7 +21,14 @@ func TestFileStoreKeepsMessagesOnDisk(t *testing.T) {
 		c.SnapshotEntries = 25
 		c.Limits.MaxMsgs = 100
 	}
-	ts := startTestServer(t, dir, mutate)
+	ns, err := transport.StartEmbedded(transport.EmbeddedOptions{Host: "127.0.0.1", Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	// Small message segments, so that limits free whole ones.
+	ts := &testServer{url: ns.ClientURL(), nats: ns, fopt: FileStorageOptions{Msgs: storage.FileMsgStoreOptions{SegmentBytesMax: 16 << 10}}}
+	ts.start(t, dir, mutate)
 	sc := connect(t, ts, "pub")
 	const n = 600
 	payload := make([]byte, 512)
@@ -49,7 +58,11 @@ func TestFileStoreKeepsMessagesOnDisk(t *testing.T) {
 		first, last = ts.fst.Messages().FirstLast("1")
 	})
 	if last != n || first <= 1 || first > n-100+1 {
-		t.Fatalf("message store holds %d..%d, want ..%d trimmed past 1 (retention after a snapshot)", first, last, n)
+		t.Fatalf("message store holds %d..%d, want ..%d with old segments removed (retention after a snapshot)", first, last, n)
+	}
+	segs, _ := os.ReadDir(filepath.Join(dir, "msgs", "c-1"))
+	if len(segs) > 2*((100*600)/(16<<10)+3) {
+		t.Errorf("%d files in the channel directory: old segments were not removed", len(segs))
 	}
 	if _, err := os.Stat(filepath.Join(dir, "msgs", "c-1")); err != nil {
 		t.Fatalf("no channel directory in the message store: %v", err)

@@ -19,6 +19,7 @@ type testServer struct {
 	srv  *Server
 	conn transport.Conn
 	fst  *FileStorage
+	fopt FileStorageOptions
 }
 
 func startTestServer(t *testing.T, dir string, mutate func(*Config)) *testServer {
@@ -41,7 +42,7 @@ func (ts *testServer) start(t *testing.T, dir string, mutate func(*Config)) {
 	}
 	var st Storage = NewMemStorage()
 	if dir != "" {
-		fst, err := OpenFileStorage(storage.OSFS{}, dir, FileStorageOptions{})
+		fst, err := OpenFileStorage(storage.OSFS{}, dir, ts.fopt)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -207,9 +207,10 @@
 // one) and records the channel's bounds in its snapshots, not the messages.
 // Records are the MsgProto of a message's first delivery. Messages are put
 // when their raft entry is applied, without fsync: the WAL has them. Before
-// a snapshot the node syncs the message store; after it, it trims every
-// channel to the first seq the snapshot records and deletes the channels it
-// does not know. A restart restores the newest snapshot and applies the WAL
+// a snapshot the node syncs the message store; after it, it drops the
+// sealed segments wholly below the first seq the snapshot records for each
+// channel (DropSegmentsBefore: no write unless a segment goes) and deletes
+// the channels it does not know. A restart restores the newest snapshot and applies the WAL
 // after it, putting messages again (a no-op when they are there), so the
 // store never needs more than what the last sync made durable.
 package storage

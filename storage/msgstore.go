@@ -57,6 +57,14 @@ type MsgStore interface {
 	// the channel then continues at seq. Trimming an unknown channel does
 	// nothing.
 	TrimBefore(channel string, seq uint64) error
+	// DropSegmentsBefore frees the space of messages below seq where that
+	// is cheap, and only there: the file store removes its sealed segments
+	// whose messages are all below seq, and records nothing else, so that
+	// a call costs a directory sync when it removes a segment and nothing
+	// otherwise. Messages below seq may stay readable; first moves up to
+	// the first message kept. The memory store drops every message below
+	// seq. Unlike TrimBefore, it never moves first past a kept message.
+	DropSegmentsBefore(channel string, seq uint64) error
 	// DeleteChannel drops channel and all its messages; deleting an unknown
 	// channel does nothing.
 	DeleteChannel(channel string) error

@@ -977,6 +977,30 @@ func (s *fileMsgStore) Get(channel string, seq uint64) ([]byte, error) {
 	return data, nil
 }
 
+// DropSegmentsBefore implements MsgStore: it removes the sealed segments
+// wholly below seq, oldest first, syncing the directory after each so that
+// a crash never leaves a hole, and writes no meta file.
+func (s *fileMsgStore) DropSegmentsBefore(channel string, seq uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writable(); err != nil {
+		return fmt.Errorf("drop segments of %s before %d: %w", channel, seq, err)
+	}
+	ch := s.channels[channel]
+	if ch == nil {
+		return nil
+	}
+	// The last (active) segment always stays.
+	for len(ch.segs) > 1 && ch.segs[0].lastSeq < seq {
+		if err := s.removeSegmentsBelow(ch, ch.segs[0].lastSeq+1); err != nil {
+			s.failed = err
+			return fmt.Errorf("drop segments of %s before %d: %w", channel, seq, err)
+		}
+		ch.first = max(ch.first, ch.segs[0].firstSeq)
+	}
+	return nil
+}
+
 // Stat implements MsgStore: it reads the index entry only.
 func (s *fileMsgStore) Stat(channel string, seq uint64) (int64, int, error) {
 	s.mu.Lock()

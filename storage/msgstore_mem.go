@@ -88,6 +88,17 @@ func (s *memMsgStore) Get(channel string, seq uint64) ([]byte, error) {
 	return slices.Clone(ch.msgs[seq-ch.first]), nil
 }
 
+// DropSegmentsBefore implements MsgStore: in memory, dropping is cheap.
+func (s *memMsgStore) DropSegmentsBefore(channel string, seq uint64) error {
+	s.mu.Lock()
+	ch := s.channels[channel]
+	if ch != nil {
+		seq = min(seq, ch.last+1)
+	}
+	s.mu.Unlock()
+	return s.TrimBefore(channel, seq)
+}
+
 // Stat implements MsgStore.
 func (s *memMsgStore) Stat(channel string, seq uint64) (int64, int, error) {
 	s.mu.Lock()

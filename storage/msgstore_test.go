@@ -924,3 +924,60 @@ func TestMsgStoreInterruptedTrimAndDelete(t *testing.T) {
 		wantFirstLast(t, s, "new", 9, 9)
 	})
 }
+
+// TestMsgStoreDropSegmentsBefore: only whole sealed segments go, what is
+// kept reads back (across a reopen and a crash), first never passes a kept
+// message, and appending goes on.
+func TestMsgStoreDropSegmentsBefore(t *testing.T) {
+	eachMsgStore(t, FileMsgStoreOptions{SegmentBytesMax: 200}, func(t *testing.T, e *msgStoreEnv) {
+		s := e.open(t)
+		putRange(t, s, "foo", 1, 100)
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		check := func(s MsgStore, wantLast uint64) uint64 {
+			t.Helper()
+			first, last := s.FirstLast("foo")
+			if last != wantLast || first > 60 || first < 1 {
+				t.Fatalf("first last %d,%d after dropping below 60, want first <= 60 and last %d", first, last, wantLast)
+			}
+			for seq := first; seq <= last; seq++ {
+				if got, err := s.Get("foo", seq); err != nil || string(got) != string(msg("foo", seq)) {
+					t.Fatalf("get %d: %q %v", seq, got, err)
+				}
+			}
+			return first
+		}
+		if err := s.DropSegmentsBefore("foo", 60); err != nil {
+			t.Fatal(err)
+		}
+		first := check(s, 100)
+		if e.file && first == 1 {
+			t.Fatal("no segment was dropped")
+		}
+		if !e.file && first != 60 {
+			t.Fatalf("memory store first %d, want 60", first)
+		}
+		// Dropping beyond the last keeps the active segment (file) or
+		// keeps first at last+1 at most (memory).
+		if err := s.DropSegmentsBefore("foo", 1000); err != nil {
+			t.Fatal(err)
+		}
+		if f, l := s.FirstLast("foo"); l != 100 || f > 101 || e.file && f > 100 {
+			t.Fatalf("after dropping everything: first last %d,%d", f, l)
+		}
+		putRange(t, s, "foo", 101, 110)
+		s = e.reopen(t, s)
+		if f, l := s.FirstLast("foo"); l != 110 || f > 101 {
+			t.Fatalf("after reopen: first last %d,%d", f, l)
+		}
+		if e.mem != nil {
+			putRange(t, s, "foo", 111, 120)
+			e.mem.Crash()
+			s = e.open(t)
+			if _, l := s.FirstLast("foo"); l < 110 {
+				t.Fatalf("a crash lost synced messages: last %d", l)
+			}
+		}
+	})
+}
