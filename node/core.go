@@ -65,6 +65,8 @@ type Core struct {
 	// Leader-only state, reset when serving starts.
 	queue     []*pb.Command // proposals not yet handed to raft, in arrival order
 	proposed  []proposal    // handed to raft and not yet applied, in order
+	raws      []*rawPublish // the client bytes of the queued Publish commands
+	pubRaw    *rawPublish   // of the last queued command, if it is a Publish
 	nAck      uint64
 	nReply    uint64
 	hb        map[string]*hbState
@@ -449,7 +451,7 @@ func (c *Core) updateServing(nowNanos int64) {
 		return
 	}
 	c.serving = serve
-	c.queue = nil
+	c.queue, c.raws, c.pubRaw = nil, nil, nil
 	c.waits = map[string]*wait{}
 	c.probing = map[string]bool{}
 	c.hb = map[string]*hbState{}
@@ -627,12 +629,19 @@ func (c *Core) retain() error {
 // were merged as they arrived; each command is one raft entry.
 func (c *Core) flushQueue(nowNanos int64) {
 	if len(c.queue) == 0 || !c.leader {
-		c.queue = nil
+		c.queue, c.raws, c.pubRaw = nil, nil, nil
 		return
 	}
+	raws := c.raws
 	for _, cmd := range c.queue {
 		cmd.NowNanos = nowNanos
-		data := statemachine.EncodeCommand(cmd)
+		var data []byte
+		if len(raws) > 0 && raws[0].cmd == cmd {
+			data = encodePublishCommand(nowNanos, raws[0].msgs, cmd.GetPublish().GetAckSubjects())
+			raws = raws[1:]
+		} else {
+			data = statemachine.EncodeCommand(cmd)
+		}
 		if err := c.rn.Propose(data); err != nil {
 			c.log.Debug("proposal dropped", "err", err)
 			continue
@@ -640,6 +649,8 @@ func (c *Core) flushQueue(nowNanos int64) {
 		c.proposed = append(c.proposed, proposal{data: data, cmd: cmd})
 	}
 	c.queue = c.queue[:0]
+	clear(c.raws)
+	c.raws, c.pubRaw = c.raws[:0], nil
 }
 
 type raftLogger struct{ l *slog.Logger }

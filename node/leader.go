@@ -84,22 +84,64 @@ func (c *Core) publishRequest(m Msg) {
 	if c.planted(statemachine.BugPubAckBeforeCommit) {
 		c.respond(m.Reply, &pb.PubAck{Guid: msg.GetGuid()})
 	}
-	if n := len(c.queue); n > 0 {
-		if p, ok := c.queue[n-1].Op.(*pb.Command_Publish); ok && len(p.Publish.Msgs) < publishBatchMsgsMax && batchBytes(p.Publish) < publishBatchBytesMax {
+	// The entry carries the client's PubMsg bytes as they came: a PubMsg
+	// field of the Publish command is those bytes, framed (see
+	// encodePublishCommand), so nothing is encoded again.
+	if n := len(c.queue); n > 0 && c.pubRaw != nil && c.queue[n-1] == c.pubRaw.cmd {
+		if p, ok := c.queue[n-1].Op.(*pb.Command_Publish); ok && len(p.Publish.Msgs) < publishBatchMsgsMax && c.pubRaw.bytes < publishBatchBytesMax {
 			p.Publish.Msgs = append(p.Publish.Msgs, msg)
 			p.Publish.AckSubjects = append(p.Publish.AckSubjects, m.Reply)
+			c.pubRaw.add(m.Data)
 			return
 		}
 	}
-	c.queue = append(c.queue, &pb.Command{Op: &pb.Command_Publish{Publish: &pb.Publish{Msgs: []*pb.PubMsg{msg}, AckSubjects: []string{m.Reply}}}})
+	cmd := &pb.Command{Op: &pb.Command_Publish{Publish: &pb.Publish{Msgs: []*pb.PubMsg{msg}, AckSubjects: []string{m.Reply}}}}
+	c.queue = append(c.queue, cmd)
+	c.pubRaw = &rawPublish{cmd: cmd}
+	c.pubRaw.add(m.Data)
+	c.raws = append(c.raws, c.pubRaw)
 }
 
-func batchBytes(p *pb.Publish) int {
-	n := 0
-	for _, m := range p.Msgs {
-		n += len(m.Data) + 64
+// rawPublish is the client's bytes of each PubMsg of a queued Publish
+// command, in order.
+type rawPublish struct {
+	cmd   *pb.Command
+	msgs  [][]byte
+	bytes int
+}
+
+func (r *rawPublish) add(data []byte) {
+	r.msgs = append(r.msgs, data)
+	r.bytes += len(data)
+}
+
+// encodePublishCommand encodes a Publish command as proto.Marshal would
+// with each PubMsg field holding the bytes the client sent: a decoder
+// cannot tell them apart from a re-encoding of the decoded PubMsg.
+func encodePublishCommand(nowNanos int64, raw [][]byte, ackSubjects []string) []byte {
+	inner := 0
+	for _, m := range raw {
+		inner += 1 + protowire.SizeBytes(len(m))
 	}
-	return n
+	for _, s := range ackSubjects {
+		inner += 1 + protowire.SizeBytes(len(s))
+	}
+	n := 1 + protowire.SizeBytes(inner)
+	if nowNanos != 0 {
+		n += 1 + protowire.SizeVarint(uint64(nowNanos))
+	}
+	b := make([]byte, 0, n)
+	if nowNanos != 0 {
+		b = protowire.AppendVarint(append(b, 1<<3|byte(protowire.VarintType)), uint64(nowNanos))
+	}
+	b = protowire.AppendVarint(append(b, 4<<3|byte(protowire.BytesType)), uint64(inner))
+	for _, m := range raw {
+		b = protowire.AppendBytes(append(b, 1<<3|byte(protowire.BytesType)), m)
+	}
+	for _, s := range ackSubjects {
+		b = protowire.AppendString(append(b, 2<<3|byte(protowire.BytesType)), s)
+	}
+	return b
 }
 
 func (c *Core) queueAck(af *pb.AckFrom) {

@@ -783,3 +783,32 @@ func TestEncodePubAckMatchesProto(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodePublishCommand: a Publish command framed from the clients'
+// PubMsg bytes decodes to the command itself.
+func TestEncodePublishCommand(t *testing.T) {
+	msgs := []*pb.PubMsg{
+		{ClientID: "c", Guid: "g1", Subject: "foo", Data: []byte("hello")},
+		{ClientID: "c", Guid: "g2", Subject: "foo", Reply: "r", Data: bytes.Repeat([]byte{7}, 300), ConnID: []byte("conn")},
+		{},
+	}
+	var raw [][]byte
+	for _, m := range msgs {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, b)
+	}
+	for _, now := range []int64{0, 1, -5, 1 << 62} {
+		acks := []string{"a", "", strings.Repeat("s", 200)}
+		want := &pb.Command{NowNanos: now, Op: &pb.Command_Publish{Publish: &pb.Publish{Msgs: msgs, AckSubjects: acks}}}
+		got, err := statemachine.DecodeCommand(encodePublishCommand(now, raw, acks))
+		if err != nil || !proto.Equal(got, want) {
+			t.Fatalf("now %d: decoded %v (%v), want %v", now, got, err, want)
+		}
+		if exact := statemachine.EncodeCommand(want); !bytes.Equal(encodePublishCommand(now, raw, acks), exact) {
+			t.Errorf("now %d: framing differs from proto.Marshal of the decoded command", now)
+		}
+	}
+}
