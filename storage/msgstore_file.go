@@ -963,12 +963,9 @@ func (s *fileMsgStore) cut(ch *fileChannel, firstSeq uint64) error {
 func (s *fileMsgStore) Get(channel string, seq uint64) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, fmt.Errorf("get %s/%d: %w", channel, seq, errMsgStoreClosed)
-	}
-	ch := s.channels[channel]
-	if ch == nil || seq < ch.first || seq > ch.last {
-		return nil, fmt.Errorf("get %s/%d: %w", channel, seq, ErrNotFound)
+	ch, err := s.holding("get", channel, seq)
+	if err != nil {
+		return nil, err
 	}
 	data, err := s.get(ch, seq)
 	if err != nil {
@@ -1001,16 +998,26 @@ func (s *fileMsgStore) DropSegmentsBefore(channel string, seq uint64) error {
 	return nil
 }
 
+// holding returns the channel holding seq, or the error of op: the store
+// is closed, or ErrNotFound. The caller holds s.mu.
+func (s *fileMsgStore) holding(op, channel string, seq uint64) (*fileChannel, error) {
+	if s.closed {
+		return nil, fmt.Errorf("%s %s/%d: %w", op, channel, seq, errMsgStoreClosed)
+	}
+	ch := s.channels[channel]
+	if ch == nil || seq < ch.first || seq > ch.last {
+		return nil, fmt.Errorf("%s %s/%d: %w", op, channel, seq, ErrNotFound)
+	}
+	return ch, nil
+}
+
 // Stat implements MsgStore: it reads the index entry only.
 func (s *fileMsgStore) Stat(channel string, seq uint64) (int64, int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return 0, 0, fmt.Errorf("stat %s/%d: %w", channel, seq, errMsgStoreClosed)
-	}
-	ch := s.channels[channel]
-	if ch == nil || seq < ch.first || seq > ch.last {
-		return 0, 0, fmt.Errorf("stat %s/%d: %w", channel, seq, ErrNotFound)
+	ch, err := s.holding("stat", channel, seq)
+	if err != nil {
+		return 0, 0, err
 	}
 	g := ch.segmentOf(seq)
 	if err := s.segmentFiles(ch, g); err != nil {

@@ -78,12 +78,9 @@ func (s *memMsgStore) Put(channel string, seq uint64, timestampNanos int64, reco
 func (s *memMsgStore) Get(channel string, seq uint64) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, fmt.Errorf("get %s/%d: %w", channel, seq, errMsgStoreClosed)
-	}
-	ch := s.channels[channel]
-	if ch == nil || seq < ch.first || seq > ch.last {
-		return nil, fmt.Errorf("get %s/%d: %w", channel, seq, ErrNotFound)
+	ch, err := s.holding("get", channel, seq)
+	if err != nil {
+		return nil, err
 	}
 	return slices.Clone(ch.msgs[seq-ch.first]), nil
 }
@@ -99,16 +96,26 @@ func (s *memMsgStore) DropSegmentsBefore(channel string, seq uint64) error {
 	return s.TrimBefore(channel, seq)
 }
 
+// holding returns the channel holding seq, or the error of op: the store
+// is closed, or ErrNotFound. The caller holds s.mu.
+func (s *memMsgStore) holding(op, channel string, seq uint64) (*memChannel, error) {
+	if s.closed {
+		return nil, fmt.Errorf("%s %s/%d: %w", op, channel, seq, errMsgStoreClosed)
+	}
+	ch := s.channels[channel]
+	if ch == nil || seq < ch.first || seq > ch.last {
+		return nil, fmt.Errorf("%s %s/%d: %w", op, channel, seq, ErrNotFound)
+	}
+	return ch, nil
+}
+
 // Stat implements MsgStore.
 func (s *memMsgStore) Stat(channel string, seq uint64) (int64, int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return 0, 0, fmt.Errorf("stat %s/%d: %w", channel, seq, errMsgStoreClosed)
-	}
-	ch := s.channels[channel]
-	if ch == nil || seq < ch.first || seq > ch.last {
-		return 0, 0, fmt.Errorf("stat %s/%d: %w", channel, seq, ErrNotFound)
+	ch, err := s.holding("stat", channel, seq)
+	if err != nil {
+		return 0, 0, err
 	}
 	return ch.timestamps[seq-ch.first], len(ch.msgs[seq-ch.first]), nil
 }
