@@ -981,3 +981,34 @@ func TestMsgStoreDropSegmentsBefore(t *testing.T) {
 		}
 	})
 }
+
+// TestMsgStoreReadAheadBudget: reads go on, exactly sized, once the
+// read-ahead windows have used their whole budget, and closing segments
+// gives the budget back.
+func TestMsgStoreReadAheadBudget(t *testing.T) {
+	s, err := OpenFileMsgStore(NewMemFS(MemFSOptions{}), "/msgs", FileMsgStoreOptions{SegmentBytesMax: 300, OpenSegmentsMax: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	putRange(t, s, "foo", 1, 60)
+	fs := s.(*fileMsgStore)
+	fs.windowBytes = readAheadTotalMax // as if other segments held it all
+	for seq := uint64(1); seq <= 60; seq++ {
+		if got, err := s.Get("foo", seq); err != nil || string(got) != string(msg("foo", seq)) {
+			t.Fatalf("get %d over budget: %q %v", seq, got, err)
+		}
+	}
+	if fs.windowBytes != readAheadTotalMax {
+		t.Fatalf("reads over budget allocated windows: %d bytes", fs.windowBytes)
+	}
+	fs.windowBytes = 0
+	for seq := uint64(1); seq <= 60; seq++ {
+		if _, err := s.Get("foo", seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fs.windowBytes <= 0 || fs.windowBytes > 4*readAheadBytes {
+		t.Fatalf("windows hold %d bytes with one sealed segment open and the active one", fs.windowBytes)
+	}
+}
