@@ -72,8 +72,8 @@ func (c *Core) request(nowNanos int64, m Msg) {
 }
 
 func (c *Core) publishRequest(m Msg) {
-	msg := &pb.PubMsg{}
-	if err := proto.Unmarshal(m.Data, msg); err != nil {
+	msg, err := statemachine.DecodePubMsg(m.Data)
+	if err != nil {
 		c.respond(m.Reply, &pb.PubAck{Error: statemachine.ErrInvalidPubReq})
 		return
 	}

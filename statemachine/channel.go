@@ -21,6 +21,51 @@ type channel struct {
 	subs     map[uint64]*sub        // every subscription record of the channel
 	durables map[string]*sub        // plain durables by clientID + "-" + durableName
 	queues   map[string]*queueGroup // by group name ("durable:group" for durable groups)
+
+	// Delivery order, built when needed and dropped when subs or queues
+	// change (addSub, removeSub, addQueue, removeQueue): every publish
+	// walks it, and sorting the maps each time was most of a publish's
+	// cost with a subscriber.
+	subOrder   []*sub   // subs by ID; nil: to be built
+	queueOrder []string // queue names, sorted; nil: to be built
+}
+
+func (ch *channel) addSub(sb *sub) {
+	ch.subs[sb.id] = sb
+	ch.subOrder = nil
+}
+
+func (ch *channel) removeSub(id uint64) {
+	delete(ch.subs, id)
+	ch.subOrder = nil
+}
+
+func (ch *channel) addQueue(g *queueGroup) {
+	ch.queues[g.name] = g
+	ch.queueOrder = nil
+}
+
+func (ch *channel) removeQueue(name string) {
+	delete(ch.queues, name)
+	ch.queueOrder = nil
+}
+
+// sortedSubs is every subscription record of the channel by ID. Callers
+// must not change the slice; it stays valid while subs change.
+func (ch *channel) sortedSubs() []*sub {
+	if ch.subOrder == nil {
+		ch.subOrder = sortedSubs(ch.subs)
+	}
+	return ch.subOrder
+}
+
+// sortedQueues is the names of the channel's queue groups, sorted, under
+// the same rules as sortedSubs.
+func (ch *channel) sortedQueues() []string {
+	if ch.queueOrder == nil {
+		ch.queueOrder = sortedKeys(ch.queues)
+	}
+	return ch.queueOrder
 }
 
 // count is the number of messages the channel holds.

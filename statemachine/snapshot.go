@@ -3,6 +3,7 @@ package statemachine
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/stanza-io/stanza/statemachine/pb"
 	"google.golang.org/protobuf/proto"
@@ -211,7 +212,7 @@ func (n *State) restoreChannel(cs *pb.ChannelState) error {
 			n.byAckInbox[sb.ackInbox] = sb
 		}
 		n.subs[id] = sb
-		ch.subs[id] = sb
+		ch.addSub(sb)
 		if sb.durableName != "" && ss.GetQGroup() == "" {
 			ch.durables[sb.clientID+"-"+sb.durableName] = sb
 		}
@@ -239,7 +240,7 @@ func (n *State) restoreChannel(cs *pb.ChannelState) error {
 				g.durable = true
 			}
 		}
-		ch.queues[g.name] = g
+		ch.addQueue(g)
 	}
 	return nil
 }
@@ -283,6 +284,12 @@ func (s *State) CheckInvariants() error {
 		}
 		if ch.logID == 0 || ch.logID >= s.nextLogID {
 			return fmt.Errorf("channel %q: log %q not below the next log ID %d", name, ch.log, s.nextLogID)
+		}
+		if ch.subOrder != nil && !slices.Equal(ch.subOrder, sortedSubs(ch.subs)) {
+			return fmt.Errorf("channel %q: the cached delivery order is stale", name)
+		}
+		if ch.queueOrder != nil && !slices.Equal(ch.queueOrder, sortedKeys(ch.queues)) {
+			return fmt.Errorf("channel %q: the cached queue order is stale", name)
 		}
 		for _, sb := range sortedSubs(ch.subs) {
 			subsSeen++

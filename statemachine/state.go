@@ -126,18 +126,6 @@ func NewCommand(nowNanos int64, op any) *pb.Command {
 	return cmd
 }
 
-// DecodeCommand decodes a command from raft entry data.
-func DecodeCommand(data []byte) (*pb.Command, error) {
-	cmd := &pb.Command{}
-	if err := proto.Unmarshal(data, cmd); err != nil {
-		return nil, fmt.Errorf("statemachine: decode command: %w", err)
-	}
-	if cmd.Op == nil {
-		return nil, fmt.Errorf("statemachine: decode command: no operation")
-	}
-	return cmd, nil
-}
-
 // EncodeCommand encodes a command for a raft entry.
 func EncodeCommand(cmd *pb.Command) []byte {
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(cmd)

@@ -131,7 +131,7 @@ func (a *applier) subscribe(op *pb.Subscribe) {
 		sb := a.newSub(ch, req.GetDurableName())
 		if g == nil {
 			g = &queueGroup{name: name, durable: req.GetDurableName() != "", lastSent: a.startSeq(ch, req)}
-			ch.queues[name] = g
+			ch.addQueue(g)
 		}
 		sb.group = g
 		g.members = append(g.members, sb)
@@ -186,7 +186,7 @@ func (a *applier) newSub(ch *channel, durableName string) *sub {
 	sb := &sub{id: a.s.nextSubID, ch: ch, durableName: durableName, pending: map[uint64]*pending{}}
 	a.s.nextSubID++
 	a.s.subs[sb.id] = sb
-	ch.subs[sb.id] = sb
+	ch.addSub(sb)
 	return sb
 }
 
@@ -318,10 +318,10 @@ func (sb *sub) failedHB() bool { return sb.client != nil && sb.client.failedHB }
 // deliverChannel gives every online subscription of the channel a chance to
 // receive what it has not seen.
 func (a *applier) deliverChannel(ch *channel) {
-	for _, name := range sortedKeys(ch.queues) {
+	for _, name := range ch.sortedQueues() {
 		a.deliverGroup(ch.queues[name])
 	}
-	for _, sb := range sortedSubs(ch.subs) {
+	for _, sb := range ch.sortedSubs() {
 		if sb.group == nil {
 			a.deliverSub(sb)
 		}

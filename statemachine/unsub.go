@@ -71,7 +71,7 @@ func (a *applier) closeSub(sb *sub, unsubscribe bool) {
 			g.shadow = sb
 			return
 		}
-		delete(ch.queues, g.name)
+		ch.removeQueue(g.name)
 		a.forget(sb)
 		return
 	}
@@ -87,7 +87,7 @@ func (a *applier) closeSub(sb *sub, unsubscribe bool) {
 
 func (a *applier) forget(sb *sub) {
 	delete(a.s.subs, sb.id)
-	delete(sb.ch.subs, sb.id)
+	sb.ch.removeSub(sb.id)
 }
 
 // acks removes acknowledged messages from pending lists, then delivers what

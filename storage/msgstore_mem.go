@@ -66,7 +66,7 @@ func (s *memMsgStore) Put(channel string, seq uint64, timestampNanos int64, reco
 	}
 	ch.last = seq
 	ch.lastTs = max(ch.lastTs, timestampNanos)
-	ch.msgs = append(ch.msgs, slices.Clone(record))
+	ch.msgs = append(ch.msgs, record[:len(record):len(record)])
 	ch.timestamps = append(ch.timestamps, ch.lastTs)
 	if uint64(len(ch.msgs)) != ch.last-ch.first+1 {
 		panic(fmt.Sprintf("storage: mem channel %s holds %d messages for seqs %d to %d", channel, len(ch.msgs), ch.first, ch.last))
@@ -82,7 +82,7 @@ func (s *memMsgStore) Get(channel string, seq uint64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return slices.Clone(ch.msgs[seq-ch.first]), nil
+	return ch.msgs[seq-ch.first], nil
 }
 
 // DropSegmentsBefore implements MsgStore: in memory, dropping is cheap.
