@@ -639,6 +639,8 @@ func (c *Core) flushQueue(nowNanos int64) {
 		if len(raws) > 0 && raws[0].cmd == cmd {
 			data = encodePublishCommand(nowNanos, raws[0].msgs, cmd.GetPublish().GetAckSubjects())
 			raws = raws[1:]
+		} else if a, ok := cmd.Op.(*pb.Command_Acks); ok && cmd.ReplyTo == "" {
+			data = encodeAcksCommand(nowNanos, a.Acks.GetAcks())
 		} else {
 			data = statemachine.EncodeCommand(cmd)
 		}

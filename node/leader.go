@@ -24,8 +24,8 @@ func (c *Core) request(nowNanos int64, m Msg) {
 	case strings.HasPrefix(m.Subject, c.subj.PubPrefix+"."):
 		c.publishRequest(m)
 	case strings.HasPrefix(m.Subject, c.subj.AckPrefix+"."):
-		ack := &pb.Ack{}
-		if err := proto.Unmarshal(m.Data, ack); err != nil {
+		ack, err := statemachine.DecodeAck(m.Data)
+		if err != nil {
 			c.log.Debug("dropping malformed ack", "subject", m.Subject, "err", err)
 			return
 		}
@@ -140,6 +140,60 @@ func encodePublishCommand(nowNanos int64, raw [][]byte, ackSubjects []string) []
 	}
 	for _, s := range ackSubjects {
 		b = protowire.AppendString(append(b, 2<<3|byte(protowire.BytesType)), s)
+	}
+	return b
+}
+
+// encodeAcksCommand is proto.Marshal of an Acks command, by hand: a
+// subscriber's every delivery comes back as an ack.
+func encodeAcksCommand(nowNanos int64, acks []*pb.AckFrom) []byte {
+	ackSize := func(a *pb.Ack) int {
+		n := 0
+		if s := a.GetSubject(); s != "" {
+			n += 1 + protowire.SizeBytes(len(s))
+		}
+		if q := a.GetSequence(); q != 0 {
+			n += 1 + protowire.SizeVarint(q)
+		}
+		return n
+	}
+	fromSize := func(f *pb.AckFrom) int {
+		n := 0
+		if s := f.GetAckInbox(); s != "" {
+			n += 1 + protowire.SizeBytes(len(s))
+		}
+		if a := f.GetAck(); a != nil {
+			n += 1 + protowire.SizeBytes(ackSize(a))
+		}
+		return n
+	}
+	inner := 0
+	for _, f := range acks {
+		inner += 1 + protowire.SizeBytes(fromSize(f))
+	}
+	n := 1 + protowire.SizeBytes(inner)
+	if nowNanos != 0 {
+		n += 1 + protowire.SizeVarint(uint64(nowNanos))
+	}
+	b := make([]byte, 0, n)
+	if nowNanos != 0 {
+		b = protowire.AppendVarint(append(b, 1<<3|byte(protowire.VarintType)), uint64(nowNanos))
+	}
+	b = protowire.AppendVarint(append(b, 7<<3|byte(protowire.BytesType)), uint64(inner))
+	for _, f := range acks {
+		b = protowire.AppendVarint(append(b, 1<<3|byte(protowire.BytesType)), uint64(fromSize(f)))
+		if s := f.GetAckInbox(); s != "" {
+			b = protowire.AppendString(append(b, 1<<3|byte(protowire.BytesType)), s)
+		}
+		if a := f.GetAck(); a != nil {
+			b = protowire.AppendVarint(append(b, 2<<3|byte(protowire.BytesType)), uint64(ackSize(a)))
+			if s := a.GetSubject(); s != "" {
+				b = protowire.AppendString(append(b, 1<<3|byte(protowire.BytesType)), s)
+			}
+			if q := a.GetSequence(); q != 0 {
+				b = protowire.AppendVarint(append(b, 2<<3|byte(protowire.VarintType)), q)
+			}
+		}
 	}
 	return b
 }

@@ -784,6 +784,26 @@ func TestEncodePubAckMatchesProto(t *testing.T) {
 	}
 }
 
+// TestEncodeAcksCommandMatchesProto: the hand-made Acks command is
+// proto.Marshal's.
+func TestEncodeAcksCommandMatchesProto(t *testing.T) {
+	acks := []*pb.AckFrom{
+		{AckInbox: "_STAN.ack.x.1", Ack: &pb.Ack{Subject: "foo", Sequence: 1}},
+		{AckInbox: strings.Repeat("i", 200), Ack: &pb.Ack{Subject: strings.Repeat("s", 130), Sequence: 1 << 50}},
+		{AckInbox: "only"},
+		{Ack: &pb.Ack{}},
+		{},
+	}
+	for _, now := range []int64{0, 1, -5, 1 << 62} {
+		for n := range len(acks) + 1 {
+			want := statemachine.EncodeCommand(statemachine.NewCommand(now, &pb.Acks{Acks: acks[:n]}))
+			if got := encodeAcksCommand(now, acks[:n]); !bytes.Equal(got, want) {
+				t.Errorf("now %d, %d acks: got %x, want %x", now, n, got, want)
+			}
+		}
+	}
+}
+
 // TestEncodePublishCommand: a Publish command framed from the clients'
 // PubMsg bytes decodes to the command itself.
 func TestEncodePublishCommand(t *testing.T) {

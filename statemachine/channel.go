@@ -110,7 +110,9 @@ func newChannel(name string, logID uint64, limits ChannelLimits) *channel {
 func (a *applier) append(ch *channel, data []byte, reply string) uint64 {
 	ts := max(a.now, ch.lastTimestamp)
 	seq := ch.last + 1
-	rec := encodeRecord(seq, ch.name, reply, data, ts)
+	// The log copies the record: one buffer serves every publish.
+	rec := encodeRecord(a.s.recBuf[:0], seq, ch.name, reply, data, ts)
+	a.s.recBuf = rec
 	a.s.putMsg(ch, seq, ts, rec)
 	if ch.first == seq {
 		ch.firstTimestamp = ts

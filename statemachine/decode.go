@@ -97,12 +97,14 @@ func decodePubMsgFast(b []byte, m, prev *pb.PubMsg) bool {
 	return true
 }
 
-// decodePublishFast decodes a command that is a Publish alone: nowNanos,
-// one publish field, and replyTo. It reports false for any other command.
-func decodePublishFast(b []byte) (*pb.Command, bool) {
+// decodeCommandFast decodes a command that is a Publish or an Acks alone:
+// nowNanos, one op field, and replyTo. It reports false for any other
+// command.
+func decodeCommandFast(b []byte) (*pb.Command, bool) {
 	cmd := &pb.Command{}
-	var pub []byte
-	seen := [3]bool{}
+	var op []byte
+	var opNum protowire.Number
+	seenNow, seenReply := false, false
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -110,39 +112,164 @@ func decodePublishFast(b []byte) (*pb.Command, bool) {
 		}
 		b = b[n:]
 		switch {
-		case num == 1 && typ == protowire.VarintType && !seen[0]:
+		case num == 1 && typ == protowire.VarintType && !seenNow:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return nil, false
 			}
-			b, seen[0] = b[n:], true
+			b, seenNow = b[n:], true
 			cmd.NowNanos = int64(v)
-		case num == 4 && typ == protowire.BytesType && pub == nil:
+		case (num == 4 || num == 7) && typ == protowire.BytesType && op == nil:
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
 				return nil, false
 			}
-			b, pub = b[n:], v
-		case num == 20 && typ == protowire.BytesType && !seen[2]:
+			b, op, opNum = b[n:], v, num
+		case num == 20 && typ == protowire.BytesType && !seenReply:
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 || !utf8.Valid(v) {
 				return nil, false
 			}
-			b, seen[2] = b[n:], true
+			b, seenReply = b[n:], true
 			cmd.ReplyTo = string(v)
 		default:
 			return nil, false
 		}
 	}
-	if pub == nil {
+	switch {
+	case op == nil:
 		return nil, false
+	case opNum == 4:
+		p, ok := decodePublishBody(op)
+		if !ok {
+			return nil, false
+		}
+		cmd.Op = &pb.Command_Publish{Publish: p}
+	default:
+		a, ok := decodeAcksBody(op)
+		if !ok {
+			return nil, false
+		}
+		cmd.Op = &pb.Command_Acks{Acks: a}
 	}
-	p, ok := decodePublishBody(pub)
-	if !ok {
-		return nil, false
-	}
-	cmd.Op = &pb.Command_Publish{Publish: p}
 	return cmd, true
+}
+
+// decodeAcksBody decodes an Acks message; its AckFroms and Acks share two
+// allocations.
+func decodeAcksBody(b []byte) (*pb.Acks, bool) {
+	n := 0
+	for rest := b; len(rest) > 0; n++ {
+		num, typ, k := protowire.ConsumeTag(rest)
+		if k < 0 || num != 1 || typ != protowire.BytesType {
+			return nil, false
+		}
+		rest = rest[k:]
+		if _, k = protowire.ConsumeBytes(rest); k < 0 {
+			return nil, false
+		}
+		rest = rest[k:]
+	}
+	out := &pb.Acks{}
+	if n == 0 {
+		return out, true
+	}
+	out.Acks = make([]*pb.AckFrom, n)
+	froms := make([]pb.AckFrom, n)
+	acks := make([]pb.Ack, n)
+	for i := range n {
+		_, _, k := protowire.ConsumeTag(b)
+		b = b[k:]
+		v, k := protowire.ConsumeBytes(b)
+		b = b[k:]
+		f := &froms[i]
+		var ackBytes []byte
+		for len(v) > 0 {
+			num, typ, k := protowire.ConsumeTag(v)
+			if k < 0 || typ != protowire.BytesType {
+				return nil, false
+			}
+			v = v[k:]
+			w, k := protowire.ConsumeBytes(v)
+			if k < 0 {
+				return nil, false
+			}
+			v = v[k:]
+			switch {
+			case num == 1 && f.AckInbox == "" && utf8.Valid(w):
+				if i > 0 && froms[i-1].AckInbox == string(w) {
+					f.AckInbox = froms[i-1].AckInbox
+				} else {
+					f.AckInbox = string(w)
+				}
+			case num == 2 && ackBytes == nil:
+				ackBytes = w
+			default:
+				return nil, false
+			}
+		}
+		if ackBytes != nil {
+			var prev *pb.Ack
+			if i > 0 {
+				prev = &acks[i-1]
+			}
+			if !decodeAckFast(ackBytes, &acks[i], prev) {
+				return nil, false
+			}
+			f.Ack = &acks[i]
+		}
+		out.Acks[i] = f
+	}
+	return out, true
+}
+
+// DecodeAck decodes a subscriber's Ack.
+func DecodeAck(b []byte) (*pb.Ack, error) {
+	a := &pb.Ack{}
+	if decodeAckFast(b, a, nil) {
+		return a, nil
+	}
+	a = &pb.Ack{}
+	if err := proto.Unmarshal(b, a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// decodeAckFast decodes b into the empty a, sharing the subject of prev
+// when equal, and reports whether it could.
+func decodeAckFast(b []byte, a, prev *pb.Ack) bool {
+	seenSubject, seenSeq := false, false
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType && !seenSubject:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 || !utf8.Valid(v) {
+				return false
+			}
+			b, seenSubject = b[n:], true
+			if prev != nil && prev.Subject == string(v) {
+				a.Subject = prev.Subject
+			} else {
+				a.Subject = string(v)
+			}
+		case num == 2 && typ == protowire.VarintType && !seenSeq:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return false
+			}
+			b, seenSeq = b[n:], true
+			a.Sequence = v
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // decodePublishBody decodes a Publish message: its PubMsgs share one
@@ -206,7 +333,7 @@ func decodePublishBody(b []byte) (*pb.Publish, bool) {
 
 // DecodeCommand decodes a command from raft entry data.
 func DecodeCommand(data []byte) (*pb.Command, error) {
-	if cmd, ok := decodePublishFast(data); ok {
+	if cmd, ok := decodeCommandFast(data); ok {
 		return cmd, nil
 	}
 	cmd := &pb.Command{}

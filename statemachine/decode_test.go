@@ -70,6 +70,15 @@ func FuzzDecodeCommand(f *testing.F) {
 		f.Add(append(append([]byte{0x08, 0x05, 0x22, byte(len(inner))}, inner...), 0xa2, 0x01, 0x01, 'x'))
 	}
 	f.Add([]byte{0x22, 0x00, 0x22, 0x00}) // publish twice: proto merges
+	acks := EncodeCommand(NewCommand(9, &pb.Acks{Acks: []*pb.AckFrom{
+		{AckInbox: "_STAN.ack.x.1", Ack: &pb.Ack{Subject: "foo", Sequence: 1}},
+		{AckInbox: "_STAN.ack.x.1", Ack: &pb.Ack{Subject: "foo", Sequence: 2}},
+		{AckInbox: "_STAN.ack.x.2"},
+		{Ack: &pb.Ack{}},
+	}}))
+	f.Add(acks)
+	f.Add([]byte{0x3a, 0x04, 0x0a, 0x02, 0x12, 0x00})             // an ack with an empty Ack
+	f.Add([]byte{0x3a, 0x06, 0x0a, 0x04, 0x12, 0x00, 0x12, 0x00}) // Ack twice: proto merges
 	f.Fuzz(func(t *testing.T, data []byte) {
 		want := &pb.Command{}
 		wantErr := proto.Unmarshal(data, want)
@@ -84,10 +93,32 @@ func FuzzDecodeCommand(f *testing.F) {
 	})
 }
 
-// TestDecodePublishTakesTheFastPath: the commands the leader proposes are
+// FuzzDecodeAck holds DecodeAck to proto.Unmarshal.
+func FuzzDecodeAck(f *testing.F) {
+	for _, a := range []*pb.Ack{{Subject: "foo", Sequence: 7}, {}, {Sequence: 1 << 40}} {
+		b, _ := proto.Marshal(a)
+		f.Add(b)
+	}
+	f.Add([]byte{0x10, 0x01, 0x10, 0x02}) // sequence twice: the last wins
+	f.Add([]byte{0x0a, 0x01, 0xff})       // invalid UTF-8
+	f.Add([]byte{0x0d, 0, 0, 0, 0})       // a fixed32 field
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want := &pb.Ack{}
+		wantErr := proto.Unmarshal(data, want)
+		got, err := DecodeAck(data)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("DecodeAck(%x): error %v, proto.Unmarshal: %v", data, err, wantErr)
+		}
+		if err == nil && !proto.Equal(got, want) {
+			t.Fatalf("DecodeAck(%x) = %v, proto.Unmarshal gives %v", data, got, want)
+		}
+	})
+}
+
+// TestDecodeTakesTheFastPath: the Publish and Acks commands the leader proposes are
 // decoded by hand (a regression to proto.Unmarshal would go unnoticed by
 // the fuzz tests).
-func TestDecodePublishTakesTheFastPath(t *testing.T) {
+func TestDecodeTakesTheFastPath(t *testing.T) {
 	cmd := NewCommand(7, &pb.Publish{
 		Msgs: []*pb.PubMsg{
 			{ClientID: "me", Guid: "a", Subject: "foo", Data: []byte("x")},
@@ -95,7 +126,7 @@ func TestDecodePublishTakesTheFastPath(t *testing.T) {
 		},
 		AckSubjects: []string{"_INBOX.1", "_INBOX.1"},
 	})
-	got, ok := decodePublishFast(EncodeCommand(cmd))
+	got, ok := decodeCommandFast(EncodeCommand(cmd))
 	if !ok {
 		t.Fatal("a leader's Publish command took the slow path")
 	}
@@ -105,5 +136,13 @@ func TestDecodePublishTakesTheFastPath(t *testing.T) {
 	m := got.GetPublish().GetMsgs()
 	if m[0].ClientID != m[1].ClientID || m[0].Subject != m[1].Subject {
 		t.Fatal("equal strings of a batch are not shared")
+	}
+
+	acks := NewCommand(8, &pb.Acks{Acks: []*pb.AckFrom{
+		{AckInbox: "_STAN.ack.x.1", Ack: &pb.Ack{Subject: "foo", Sequence: 1}},
+		{AckInbox: "_STAN.ack.x.1", Ack: &pb.Ack{Subject: "foo", Sequence: 2}},
+	}})
+	if got, ok := decodeCommandFast(EncodeCommand(acks)); !ok || !proto.Equal(got, acks) {
+		t.Fatalf("an Acks command: fast path %v, got %v, want %v", ok, got, acks)
 	}
 }

@@ -29,8 +29,11 @@ import (
 // machine unable to go on: Apply panics with a *LogFailure, which the
 // caller recovers to stop the replica.
 type MessageLog interface {
+	// Put stores record at seq and keeps no reference to it: the state
+	// machine encodes every record into the same buffer.
 	Put(log string, seq uint64, timestampNanos int64, record []byte) error
-	// Get returns the record at seq. The caller may append to it.
+	// Get returns the record at seq. The caller may append to it, and
+	// never changes it otherwise.
 	Get(log string, seq uint64) ([]byte, error)
 	// Stat returns the timestamp and record length at seq.
 	Stat(log string, seq uint64) (timestampNanos int64, size int, err error)
@@ -82,7 +85,7 @@ func logName(id uint64) string { return strconv.FormatUint(id, 10) }
 // delivery. Its length is what it counts against MaxBytes.
 // It is encoded by hand, byte for byte as proto.Marshal would (a test
 // holds it to that), because every publish goes through it.
-func encodeRecord(seq uint64, subject, reply string, data []byte, ts int64) []byte {
+func encodeRecord(b []byte, seq uint64, subject, reply string, data []byte, ts int64) []byte {
 	n := 0
 	if seq != 0 {
 		n += 1 + protowire.SizeVarint(seq)
@@ -99,7 +102,7 @@ func encodeRecord(seq uint64, subject, reply string, data []byte, ts int64) []by
 	if ts != 0 {
 		n += 1 + protowire.SizeVarint(uint64(ts))
 	}
-	b := make([]byte, 0, n)
+	b = slices.Grow(b, n)
 	if seq != 0 {
 		b = protowire.AppendVarint(append(b, 1<<3|byte(protowire.VarintType)), seq)
 	}

@@ -36,6 +36,8 @@ type State struct {
 
 	msgs MessageLog
 	own  *memLog // msgs when the Config named no log: trimmed as limits remove messages
+
+	recBuf []byte // where append encodes each record before the log copies it
 }
 
 // New returns an empty state.

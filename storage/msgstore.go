@@ -39,12 +39,11 @@ type MsgStore interface {
 	// Different bytes at an existing seq return ErrConflict. Otherwise seq
 	// must be last+1, or any seq >= 1 for a channel without messages that
 	// was never trimmed (the channel then starts there), else ErrGap. Put
-	// may keep record (the memory store does, so that each message is
-	// allocated once): the caller must not change it afterwards.
+	// keeps no reference to record: the caller may reuse it.
 	Put(channel string, seq uint64, timestampNanos int64, record []byte) error
 	// Get returns the record at seq, or ErrNotFound below first, above last
 	// or for an unknown channel. The caller must not change it (the memory
-	// store returns its own); appending to it copies it.
+	// store returns a view of its own copy); appending to it copies it.
 	Get(channel string, seq uint64) ([]byte, error)
 	// Stat returns the timestamp and the record length of the message at
 	// seq without reading the record, or ErrNotFound like Get.

@@ -16,13 +16,74 @@ type memMsgStore struct {
 	closed   bool
 }
 
-// memChannel holds the messages first..last: msgs[i] and timestamps[i]
-// belong to seq first+i.
+// memChannel holds the messages first..last: refs[i] is seq first+i. The
+// records are copied into blocks, large byte slices, so that the store
+// holds a few pointers per channel instead of one per message (the
+// collector has nothing to scan in a million messages) and a Put allocates
+// only when a block fills.
 type memChannel struct {
 	first, last uint64
 	lastTs      int64 // timestamp of last, kept when every message is trimmed
-	msgs        [][]byte
-	timestamps  []int64
+	refs        []memRef
+	blocks      [][]byte // blocks[i] is block number firstBlock+i
+	firstBlock  uint32
+}
+
+// memRef is where one record is: block number, offset and length.
+type memRef struct {
+	ts       int64
+	block    uint32
+	off, len uint32
+}
+
+// Block sizes: a channel's first block is small, each next one twice the
+// last, up to memBlockBytesMax (a record larger than a block gets a block
+// of its own size).
+const (
+	memBlockBytesMin = 4 << 10
+	memBlockBytesMax = 1 << 20
+)
+
+func (ch *memChannel) record(seq uint64) []byte {
+	r := ch.refs[seq-ch.first]
+	b := ch.blocks[r.block-ch.firstBlock]
+	return b[r.off : r.off+r.len : r.off+r.len]
+}
+
+// add copies record into the current block, or a new one.
+func (ch *memChannel) add(ts int64, record []byte) {
+	n := len(ch.blocks)
+	if n == 0 || cap(ch.blocks[n-1])-len(ch.blocks[n-1]) < len(record) {
+		size := memBlockBytesMin
+		if n > 0 {
+			size = min(2*cap(ch.blocks[n-1]), memBlockBytesMax)
+		}
+		ch.blocks = append(ch.blocks, make([]byte, 0, max(size, len(record))))
+		n++
+	}
+	b := ch.blocks[n-1]
+	ch.refs = append(ch.refs, memRef{ts: ts, block: ch.firstBlock + uint32(n-1), off: uint32(len(b)), len: uint32(len(record))})
+	ch.blocks[n-1] = append(b, record...)
+}
+
+// trim drops the records below seq, and every block that held only those.
+func (ch *memChannel) trim(seq uint64) {
+	n := min(seq-ch.first, uint64(len(ch.refs)))
+	ch.refs = ch.refs[n:]
+	if len(ch.refs) < cap(ch.refs)/4 && cap(ch.refs) > 1024 {
+		ch.refs = slices.Clone(ch.refs) // let the trimmed prefix go
+	}
+	keep := uint32(len(ch.blocks)) // with no record left, keep the last block only
+	if len(ch.refs) > 0 {
+		keep = ch.refs[0].block - ch.firstBlock
+	} else if keep > 0 {
+		keep--
+	}
+	if keep > 0 {
+		clear(ch.blocks[:keep])
+		ch.blocks = ch.blocks[keep:]
+		ch.firstBlock += keep
+	}
 }
 
 // NewMemMsgStore returns a MsgStore that keeps everything in memory. Sync
@@ -55,7 +116,7 @@ func (s *memMsgStore) Put(channel string, seq uint64, timestampNanos int64, reco
 		return fmt.Errorf("put %s/%d: %w", channel, seq, err)
 	}
 	if existing {
-		if !bytes.Equal(ch.msgs[seq-ch.first], record) {
+		if !bytes.Equal(ch.record(seq), record) {
 			return fmt.Errorf("put %s/%d: %w", channel, seq, ErrConflict)
 		}
 		return nil
@@ -66,10 +127,9 @@ func (s *memMsgStore) Put(channel string, seq uint64, timestampNanos int64, reco
 	}
 	ch.last = seq
 	ch.lastTs = max(ch.lastTs, timestampNanos)
-	ch.msgs = append(ch.msgs, record[:len(record):len(record)])
-	ch.timestamps = append(ch.timestamps, ch.lastTs)
-	if uint64(len(ch.msgs)) != ch.last-ch.first+1 {
-		panic(fmt.Sprintf("storage: mem channel %s holds %d messages for seqs %d to %d", channel, len(ch.msgs), ch.first, ch.last))
+	ch.add(ch.lastTs, record)
+	if uint64(len(ch.refs)) != ch.last-ch.first+1 {
+		panic(fmt.Sprintf("storage: mem channel %s holds %d messages for seqs %d to %d", channel, len(ch.refs), ch.first, ch.last))
 	}
 	return nil
 }
@@ -82,7 +142,7 @@ func (s *memMsgStore) Get(channel string, seq uint64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ch.msgs[seq-ch.first], nil
+	return ch.record(seq), nil
 }
 
 // DropSegmentsBefore implements MsgStore: in memory, dropping is cheap.
@@ -117,7 +177,8 @@ func (s *memMsgStore) Stat(channel string, seq uint64) (int64, int, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	return ch.timestamps[seq-ch.first], len(ch.msgs[seq-ch.first]), nil
+	r := ch.refs[seq-ch.first]
+	return r.ts, int(r.len), nil
 }
 
 // FirstLast implements MsgStore.
@@ -138,8 +199,8 @@ func (s *memMsgStore) SeqAtOrAfter(channel string, timestampNanos int64) (uint64
 	if ch == nil {
 		return 0, false
 	}
-	i := sort.Search(len(ch.timestamps), func(i int) bool { return ch.timestamps[i] >= timestampNanos })
-	if i == len(ch.timestamps) {
+	i := sort.Search(len(ch.refs), func(i int) bool { return ch.refs[i].ts >= timestampNanos })
+	if i == len(ch.refs) {
 		return 0, false
 	}
 	return ch.first + uint64(i), true
@@ -156,11 +217,7 @@ func (s *memMsgStore) TrimBefore(channel string, seq uint64) error {
 	if ch == nil || seq <= ch.first {
 		return nil
 	}
-	n := min(seq-ch.first, uint64(len(ch.msgs)))
-	// Clear the dropped references so that the collector frees them; the
-	// next growth of the slices copies only what is left.
-	clear(ch.msgs[:n])
-	ch.msgs, ch.timestamps = ch.msgs[n:], ch.timestamps[n:]
+	ch.trim(seq)
 	ch.first = seq
 	ch.last = max(ch.last, seq-1)
 	return nil

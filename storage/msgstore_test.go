@@ -147,12 +147,13 @@ func TestMsgStorePutGet(t *testing.T) {
 			}
 			s = e.reopen(t, s)
 		}
-		// Appending to what Get returns (a delivery's redelivery fields)
-		// never changes the record: the record's capacity ends at its
-		// length.
+		// The store keeps no reference to what Put was given, and
+		// appending to what Get returns (a delivery's redelivery fields)
+		// never changes the record: its capacity ends at its length.
 		data := make([]byte, 0, 64)
 		data = append(data, "original"...)
 		mustPut(t, s, "foo", 11, 110, data)
+		data[0] = 'X'
 		got, _ := s.Get("foo", 11)
 		_ = append(got, "-1"...)
 		again, _ := s.Get("foo", 11)
@@ -1012,5 +1013,58 @@ func TestMsgStoreReadAheadBudget(t *testing.T) {
 	}
 	if fs.windowBytes <= 0 || fs.windowBytes > 4*readAheadBytes {
 		t.Fatalf("windows hold %d bytes with one sealed segment open and the active one", fs.windowBytes)
+	}
+}
+
+// TestMemMsgStoreBlocks: the memory store copies records into blocks, a
+// record larger than a block gets one of its own, and a trim frees the
+// blocks that held only trimmed records.
+func TestMemMsgStoreBlocks(t *testing.T) {
+	s := NewMemMsgStore().(*memMsgStore)
+	var want [][]byte
+	for seq := uint64(1); seq <= 3000; seq++ {
+		size := 100 + int(seq%7)*50
+		if seq%1000 == 0 {
+			size = 2 * memBlockBytesMax // its own block
+		}
+		rec := bytes.Repeat([]byte{byte(seq)}, size)
+		mustPut(t, s, "foo", seq, int64(seq), rec)
+		want = append(want, rec)
+	}
+	check := func(first uint64) {
+		t.Helper()
+		for seq := first; seq <= 3000; seq++ {
+			got, err := s.Get("foo", seq)
+			if err != nil || !bytes.Equal(got, want[seq-1]) {
+				t.Fatalf("get foo/%d: %d bytes, %v", seq, len(got), err)
+			}
+			if ts, n, err := s.Stat("foo", seq); err != nil || ts != int64(seq) || n != len(want[seq-1]) {
+				t.Fatalf("stat foo/%d: %d, %d, %v", seq, ts, n, err)
+			}
+		}
+	}
+	check(1)
+	ch := s.channels["foo"]
+	blocks := len(ch.blocks)
+	if blocks < 5 {
+		t.Fatalf("%d blocks for 3000 records and 3 large ones", blocks)
+	}
+	if err := s.TrimBefore("foo", 2001); err != nil {
+		t.Fatal(err)
+	}
+	check(2001)
+	if len(ch.blocks) >= blocks || ch.blocks[0] == nil {
+		t.Fatalf("after the trim %d blocks of %d are held", len(ch.blocks), blocks)
+	}
+	// Everything trimmed: only the last block stays, and puts go on.
+	if err := s.TrimBefore("foo", 3001); err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.blocks) != 1 || len(ch.refs) != 0 {
+		t.Fatalf("all trimmed: %d blocks, %d records held", len(ch.blocks), len(ch.refs))
+	}
+	mustPut(t, s, "foo", 3001, 3001, []byte("next"))
+	if got, err := s.Get("foo", 3001); err != nil || string(got) != "next" {
+		t.Fatalf("get foo/3001 = %q, %v", got, err)
 	}
 }
