@@ -234,6 +234,12 @@ func (c *Core) Listen() []string {
 	return s
 }
 
+// under reports whether subject starts with prefix and a dot,
+// without building prefix+"." for every message.
+func under(subject, prefix string) bool {
+	return len(subject) > len(prefix) && subject[len(prefix)] == '.' && subject[:len(prefix)] == prefix
+}
+
 // NeedsBarrier reports whether a message on subject must wait until
 // everything received before it on other subjects was handed to the core.
 func (c *Core) NeedsBarrier(subject string) bool {
@@ -263,7 +269,7 @@ func (c *Core) Tick(nowNanos int64) {
 // Receive hands the core one message from the bus.
 func (c *Core) Receive(nowNanos int64, m Msg) {
 	switch {
-	case strings.HasPrefix(m.Subject, c.subj.RaftPrefix+"."):
+	case under(m.Subject, c.subj.RaftPrefix):
 		rm, err := c.reasm.add(m.Data)
 		if err != nil {
 			c.log.Warn("dropping raft message", "err", err)
@@ -275,7 +281,7 @@ func (c *Core) Receive(nowNanos int64, m Msg) {
 		if err := c.rn.Step(rm); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			c.log.Debug("raft step", "err", err)
 		}
-	case strings.HasPrefix(m.Subject, c.subj.HBPrefix+"."):
+	case under(m.Subject, c.subj.HBPrefix):
 		c.reply(nowNanos, m)
 	case !c.serving:
 		// Not the leader (any more): the client's request times out and it

@@ -2,7 +2,6 @@ package node
 
 import (
 	"strconv"
-	"strings"
 
 	"github.com/stanza-io/stanza/statemachine"
 	"github.com/stanza-io/stanza/statemachine/pb"
@@ -21,9 +20,9 @@ const (
 // be validated without the state, and queue a command.
 func (c *Core) request(nowNanos int64, m Msg) {
 	switch {
-	case strings.HasPrefix(m.Subject, c.subj.PubPrefix+"."):
+	case under(m.Subject, c.subj.PubPrefix):
 		c.publishRequest(m)
-	case strings.HasPrefix(m.Subject, c.subj.AckPrefix+"."):
+	case under(m.Subject, c.subj.AckPrefix):
 		ack, err := statemachine.DecodeAck(m.Data)
 		if err != nil {
 			c.log.Debug("dropping malformed ack", "subject", m.Subject, "err", err)

@@ -198,9 +198,9 @@ func (n *State) restoreChannel(cs *pb.ChannelState) error {
 		}
 		sb := &sub{id: id, ch: ch, clientID: ss.GetClientID(), inbox: ss.GetInbox(), ackInbox: ss.GetAckInbox(), durableName: ss.GetDurableName(),
 			maxInflight: ss.GetMaxInFlight(), ackWaitNanos: ss.GetAckWaitNanos(), lastSent: ss.GetLastSent(), offline: ss.GetOffline(),
-			pending: map[uint64]*pending{}}
+			pending: map[uint64]pending{}}
 		for _, p := range ss.GetPending() {
-			sb.pending[p.GetSeq()] = &pending{expiryNanos: p.GetExpiryNanos(), redeliveryCount: p.GetRedeliveryCount()}
+			sb.pending[p.GetSeq()] = pending{expiryNanos: p.GetExpiryNanos(), redeliveryCount: p.GetRedeliveryCount()}
 		}
 		if !sb.offline {
 			c := n.clients[sb.clientID]

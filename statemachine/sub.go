@@ -21,7 +21,7 @@ type sub struct {
 	ackWaitNanos int64
 	lastSent     uint64 // plain and durable subscriptions; groups share group.lastSent
 	offline      bool
-	pending      map[uint64]*pending // unacked deliveries by sequence
+	pending      map[uint64]pending // unacked deliveries by sequence (values: a delivery allocates nothing)
 }
 
 type pending struct {
@@ -183,7 +183,7 @@ func (a *applier) roomForSub(ch *channel) bool {
 }
 
 func (a *applier) newSub(ch *channel, durableName string) *sub {
-	sb := &sub{id: a.s.nextSubID, ch: ch, durableName: durableName, pending: map[uint64]*pending{}}
+	sb := &sub{id: a.s.nextSubID, ch: ch, durableName: durableName, pending: map[uint64]pending{}}
 	a.s.nextSubID++
 	a.s.subs[sb.id] = sb
 	ch.addSub(sb)
@@ -233,15 +233,12 @@ func (a *applier) deliver(sb *sub, seq uint64, redelivery bool) {
 		panic("statemachine: deliver of a sequence the channel does not hold")
 	}
 	rec := a.s.getMsg(sb.ch, seq)
-	p := sb.pending[seq]
-	if p == nil {
-		p = &pending{}
-		sb.pending[seq] = p
-	}
+	p := sb.pending[seq] // the zero value for a first delivery
 	if redelivery {
 		p.redeliveryCount++
 	}
 	p.expiryNanos = a.now + sb.ackWaitNanos
+	sb.pending[seq] = p
 	flagged := redelivery && !a.s.cfg.Planted(BugRedeliveryNotFlagged)
 	a.res.Deliveries = append(a.res.Deliveries, Delivery{SubID: sb.id, Inbox: sb.inbox, Record: rec,
 		Redelivered: flagged, RedeliveryCount: p.redeliveryCount})

@@ -59,7 +59,7 @@ func (a *applier) closeSub(sb *sub, unsubscribe bool) {
 			// The leaving member's unacked messages go to the others, now.
 			for _, seq := range sb.sortedPending() {
 				m := g.pick(true)
-				m.pending[seq] = &pending{redeliveryCount: sb.pending[seq].redeliveryCount}
+				m.pending[seq] = pending{redeliveryCount: sb.pending[seq].redeliveryCount}
 				a.deliver(m, seq, true)
 			}
 			a.forget(sb)
@@ -136,7 +136,7 @@ func (a *applier) redeliver(id uint64) {
 			target = g.pick(true)
 			if target != sb {
 				delete(sb.pending, seq)
-				target.pending[seq] = &pending{redeliveryCount: p.redeliveryCount}
+				target.pending[seq] = pending{redeliveryCount: p.redeliveryCount}
 			}
 		}
 		a.deliver(target, seq, true)
