@@ -3,7 +3,9 @@ package node
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -137,7 +139,7 @@ func BenchmarkCorePublish(b *testing.B) {
 			name += "/sub"
 		}
 		b.Run(name, func(b *testing.B) {
-			const batch = 256
+			batch := benchBatch
 			bus := newBenchBus(b, bc.nodes)
 			subj := SubjectsFor("_STAN.discover", "bench")
 			bus.request(b, subj.Discover, "bench.connect", &pb.ConnectRequest{ClientID: "me", HeartbeatInbox: "bench.hb", Protocol: 1, ConnID: []byte("c1")})
@@ -199,3 +201,12 @@ func BenchmarkCorePublish(b *testing.B) {
 		})
 	}
 }
+
+// benchBatch is how many messages BenchmarkCorePublish hands the leader
+// between two rounds (CORE_BENCH_BATCH to change it).
+var benchBatch = func() int {
+	if n, err := strconv.Atoi(os.Getenv("CORE_BENCH_BATCH")); err == nil && n > 0 {
+		return n
+	}
+	return 256
+}()

@@ -48,7 +48,9 @@ type File interface {
 	io.WriterAt
 	// Write appends p at the end of the file.
 	Write(p []byte) (int, error)
-	// Sync makes the contents of the file durable.
+	// Sync makes the contents of the file durable, and its size: OSFS
+	// uses fdatasync where there is one (Linux), which leaves out only
+	// metadata no read needs (times), for a third of fsync's cost.
 	Sync() error
 	// Truncate changes the size of the file, extending it with zeros if
 	// needed.
@@ -230,7 +232,7 @@ func (o *osFile) WriteAt(p []byte, off int64) (int, error) {
 
 func (o *osFile) Write(p []byte) (int, error) { return o.WriteAt(p, o.endBytes) }
 
-func (o *osFile) Sync() error { return o.f.Sync() }
+func (o *osFile) Sync() error { return syncData(o.f) }
 
 func (o *osFile) Truncate(sizeBytes int64) error {
 	if err := o.f.Truncate(sizeBytes); err != nil {
