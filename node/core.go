@@ -75,6 +75,9 @@ type Core struct {
 	checkEach bool             // CheckInvariants after every batch of applied entries
 	stats     Stats            // what this replica received and sent while leading (monitor.go)
 	onApply   func(index, term uint64, data []byte)
+
+	listen        []string // what Listen returned, for listenServing
+	listenServing bool
 }
 
 // proposal is a command the leader proposed: when raft hands back the very
@@ -222,7 +225,17 @@ func (c *Core) Subjects() Subjects { return c.subj }
 
 // Listen returns the subjects this replica must be subscribed to now: its
 // raft and reply subjects always, the client subjects while serving.
+// It is built again only when serving starts or stops (the shell asks
+// after every batch); callers must not change it.
 func (c *Core) Listen() []string {
+	if c.listen != nil && c.listenServing == c.serving {
+		return c.listen
+	}
+	c.listen, c.listenServing = c.listenSubjects(), c.serving
+	return c.listen
+}
+
+func (c *Core) listenSubjects() []string {
 	s := []string{c.raftSubject(c.id), c.subj.HBPrefix + "." + strconv.FormatUint(c.id, 16) + ".>"}
 	if c.serving {
 		s = append(s, c.subj.Discover, c.subj.Pings, c.subj.PubPrefix+".>", c.subj.Sub, c.subj.Unsub,
@@ -545,13 +558,14 @@ func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {
 				c.log.Error("skipping undecodable entry", "index", idx, "err", err)
 				break
 			}
-			res := c.sm.Apply(cmd)
 			// Only the leader that proposed an entry sends what it decided:
 			// an entry of an earlier term may have been carried out by its
 			// own leader already. What no one sends is recovered by the
 			// client's retry (a reply) or by AckWait (a delivery).
 			if c.leader && e.GetTerm() == c.term && idx > c.quietUntil {
-				c.carryOut(nowNanos, cmd, res)
+				c.carryOut(nowNanos, cmd, c.sm.Apply(cmd))
+			} else {
+				c.sm.ApplyQuiet(cmd)
 			}
 		case raftpb.EntryConfChange:
 			var cc raftpb.ConfChange

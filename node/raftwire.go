@@ -27,13 +27,19 @@ const (
 
 // encodeRaft cuts a raft message into wire payloads.
 func encodeRaft(m *raftpb.Message, msgID uint64) ([][]byte, error) {
-	data, err := proto.Marshal(m)
+	// Marshalled after the frame byte: an append of a large batch is not
+	// copied again to put the byte in front.
+	// Size caches the sizes Marshal would compute again.
+	size := proto.Size(m)
+	framed, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(make([]byte, 1, 1+size), m)
 	if err != nil {
 		return nil, fmt.Errorf("node: encode raft message: %w", err)
 	}
-	if len(data)+1 <= chunkBytesMax {
-		return [][]byte{append([]byte{wireWhole}, data...)}, nil
+	framed[0] = wireWhole
+	if len(framed) <= chunkBytesMax {
+		return [][]byte{framed}, nil
 	}
+	data := framed[1:]
 	per := chunkBytesMax - chunkHeader
 	count := (len(data) + per - 1) / per
 	out := make([][]byte, 0, count)

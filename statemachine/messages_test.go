@@ -156,3 +156,37 @@ func TestEncodeRecordMatchesProto(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyQuietDecidesTheSame: a follower's ApplyQuiet changes the state as
+// Apply does and decides the same deliveries, without their records.
+func TestApplyQuietDecidesTheSame(t *testing.T) {
+	gen := &commandGen{r: rand.New(rand.NewPCG(31, 32))}
+	loud, quiet := New(Config{Limits: testLimits()}), New(Config{Limits: testLimits()})
+	deliveries := 0
+	for i := 0; i < 4000; i++ {
+		cmd := gen.next(loud)
+		want, got := loud.Apply(cmd), quiet.ApplyQuiet(cmd)
+		for j := range got.Deliveries {
+			if got.Deliveries[j].Record != nil {
+				t.Fatalf("command %d: a quiet delivery carries its record", i)
+			}
+			if want.Deliveries[j].Record == nil || want.Deliveries[j].Message().GetSequence() != want.Deliveries[j].Seq {
+				t.Fatalf("command %d: a delivery carries no record, or not the record of its seq", i)
+			}
+			if got.Deliveries[j].Seq != want.Deliveries[j].Seq {
+				t.Fatalf("command %d: delivery %d is of seq %d, not %d", i, j, got.Deliveries[j].Seq, want.Deliveries[j].Seq)
+			}
+			want.Deliveries[j].Record = nil
+		}
+		deliveries += len(got.Deliveries)
+		if render(got) != render(want) {
+			t.Fatalf("command %d: ApplyQuiet decided\n%s\nApply decided\n%s", i, render(got), render(want))
+		}
+		if i%100 == 0 && !bytes.Equal(loud.SnapshotWithMessages(), quiet.SnapshotWithMessages()) {
+			t.Fatalf("command %d: the states differ", i)
+		}
+	}
+	if deliveries < 500 {
+		t.Fatalf("only %d deliveries: the workload is too weak", deliveries)
+	}
+}

@@ -89,6 +89,7 @@ type PubAck struct {
 type Delivery struct {
 	SubID uint64
 	Inbox string
+	Seq   uint64 // of the message in its channel
 	// Record is the stored message (an encoded MsgProto); Wire adds the
 	// redelivery fields.
 	Record          []byte
@@ -140,8 +141,16 @@ func EncodeCommand(cmd *pb.Command) []byte {
 // Apply applies one command. Every input is acceptable: a command that makes
 // no sense (an unknown client, a stale redelivery) is rejected or ignored,
 // deterministically, and changes nothing it should not.
-func (s *State) Apply(cmd *pb.Command) Result {
-	a := &applier{s: s, now: cmd.GetNowNanos()}
+func (s *State) Apply(cmd *pb.Command) Result { return s.apply(cmd, true) }
+
+// ApplyQuiet is Apply for a replica that sends nothing of what it decides
+// (a follower): the state changes exactly as with Apply, but deliveries
+// carry no Record, so the message log is not read for them (a follower
+// would otherwise read every message a subscriber replays).
+func (s *State) ApplyQuiet(cmd *pb.Command) Result { return s.apply(cmd, false) }
+
+func (s *State) apply(cmd *pb.Command, records bool) Result {
+	a := &applier{s: s, now: cmd.GetNowNanos(), records: records}
 	switch op := cmd.GetOp().(type) {
 	case *pb.Command_Connect:
 		a.connect(op.Connect)
@@ -169,9 +178,10 @@ func (s *State) Apply(cmd *pb.Command) Result {
 
 // applier carries the state of one Apply call.
 type applier struct {
-	s   *State
-	now int64
-	res Result
+	s       *State
+	now     int64
+	res     Result
+	records bool // deliveries carry their record
 }
 
 // Client is the public view of a registered client.

@@ -232,7 +232,10 @@ func (a *applier) deliver(sb *sub, seq uint64, redelivery bool) {
 	if seq < sb.ch.first || seq > sb.ch.last {
 		panic("statemachine: deliver of a sequence the channel does not hold")
 	}
-	rec := a.s.getMsg(sb.ch, seq)
+	var rec []byte
+	if a.records {
+		rec = a.s.getMsg(sb.ch, seq)
+	}
 	p := sb.pending[seq] // the zero value for a first delivery
 	if redelivery {
 		p.redeliveryCount++
@@ -240,7 +243,7 @@ func (a *applier) deliver(sb *sub, seq uint64, redelivery bool) {
 	p.expiryNanos = a.now + sb.ackWaitNanos
 	sb.pending[seq] = p
 	flagged := redelivery && !a.s.cfg.Planted(BugRedeliveryNotFlagged)
-	a.res.Deliveries = append(a.res.Deliveries, Delivery{SubID: sb.id, Inbox: sb.inbox, Record: rec,
+	a.res.Deliveries = append(a.res.Deliveries, Delivery{SubID: sb.id, Inbox: sb.inbox, Seq: seq, Record: rec,
 		Redelivered: flagged, RedeliveryCount: p.redeliveryCount})
 }
 

@@ -103,7 +103,12 @@ func redact(url string) string {
 }
 
 func (c natsConn) Publish(subject, reply string, data []byte) error {
-	return c.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: data})
+	// Not PublishMsg: it takes a *nats.Msg, one more allocation for every
+	// PubAck and delivery.
+	if reply == "" {
+		return c.nc.Publish(subject, data)
+	}
+	return c.nc.PublishRequest(subject, reply, data)
 }
 
 func (c natsConn) Subscribe(subject string, fn func(Msg)) (Subscription, error) {

@@ -282,6 +282,24 @@ func (d *driver) runSetup(round int, s setup, srv string) {
 		d.fail(tag, err)
 		return
 	}
+	if s.nodes > 1 {
+		// Where the client sits against the leader changes every figure
+		// (a client on a follower's NATS server reaches the leader over
+		// routes, both ways): the clients connect to a follower, whichever
+		// node the election chose, for both servers alike.
+		leader, err := d.findLeader(tag, s.nodes, 30*time.Second)
+		if err != nil {
+			d.fail(tag, err)
+			return
+		}
+		client := (leader + 1) % s.nodes
+		url = fmt.Sprintf("nats://127.0.0.1:%d", clientPort+client)
+		if err := waitReady(url, 60*time.Second); err != nil {
+			d.fail(tag, err)
+			return
+		}
+		log.Printf("%s: leader %c, clients on %c", tag, ids[leader], ids[client])
+	}
 	for _, w := range workloads {
 		n := d.replay
 		if w.key != "replay" {
@@ -384,6 +402,60 @@ func waitReady(url string, limit time.Duration) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// leaderLine is in what both servers log when a node becomes the leader
+// ("became leader", "STREAM: server became leader").
+const leaderLine = "became leader"
+
+// findLeader reads the nodes' logs for the last node that became the
+// leader.
+func (d *driver) findLeader(tag string, nodes int, limit time.Duration) (int, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		leader, at := -1, -1
+		for i := range nodes {
+			data, _ := os.ReadFile(filepath.Join(d.out, "logs", fmt.Sprintf("%s-%c.log", tag, ids[i])))
+			// Log lines start with a time of day: the latest wins.
+			if j := strings.LastIndex(string(data), leaderLine); j >= 0 {
+				start := strings.LastIndex(string(data[:j]), "\n") + 1
+				if t := lineTime(string(data[start:j])); leader < 0 || t > at {
+					leader, at = i, t
+				}
+			}
+		}
+		if leader >= 0 {
+			return leader, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("no node logged that it became the leader within %v", limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// lineTime is the time of day at the start of a log line (in microseconds
+// since midnight), found as the first hh:mm:ss[.frac]; -1 if none.
+func lineTime(line string) int {
+	for i := 0; i+8 <= len(line); i++ {
+		var h, m, sec int
+		if n, _ := fmt.Sscanf(line[i:i+8], "%2d:%2d:%2d", &h, &m, &sec); n == 3 && line[i+2] == ':' && line[i+5] == ':' {
+			us := ((h*60+m)*60 + sec) * 1_000_000
+			frac := line[i+8:]
+			if len(frac) > 1 && frac[0] == '.' {
+				digits := 0
+				for _, c := range frac[1:] {
+					if c < '0' || c > '9' || digits == 6 {
+						break
+					}
+					us += int(c-'0') * []int{100000, 10000, 1000, 100, 10, 1}[digits]
+					digits++
+				}
+			}
+			return us
+		}
+	}
+	return -1
 }
 
 // benchResult is the part of stanza-bench's -json output used here.
