@@ -4,7 +4,7 @@ DATA ?= ./data
 
 SEEDS ?= 200
 
-.PHONY: build run cluster test unit sim sweep replay lint proto clean bench
+.PHONY: build run cluster test unit sim sweep replay lint proto clean bench microbench
 
 build:
 	$(GO) build -o bin/stanza ./cmd/stanza
@@ -63,6 +63,13 @@ proto:
 BENCH_FLAGS ?=
 bench:
 	$(GO) run ./cmd/stanza-bench/compare $(BENCH_FLAGS)
+
+# The in-process benchmarks: the cores wired in memory (ns and allocations
+# per message, 1 and 3 replicas, with and without a subscriber), the WAL and
+# the message stores. Not part of make test.
+microbench:
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./node
+	$(GO) test -run '^$$' -bench . ./storage
 
 clean:
 	rm -rf ./bin

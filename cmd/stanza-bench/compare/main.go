@@ -131,6 +131,10 @@ type sample struct {
 	Rate  float64 `json:"rate"`
 	P50us float64 `json:"p50_us"`
 	P99us float64 `json:"p99_us"`
+	// CPUus is the CPU time (user and system) all the server's processes
+	// spent during the workload, per message: unlike a rate, it hardly
+	// moves when other tenants load the machine.
+	CPUus float64 `json:"cpu_us_per_msg"`
 }
 
 // results[setup][workload][server] are the samples of every round; rss the
@@ -313,7 +317,9 @@ func (d *driver) runSetup(round int, s setup, srv string) {
 			}
 		}
 		args := append(slices.Clone(w.args), "-n", strconv.Itoa(n))
+		cpu0 := d.serverCPU()
 		r, err := d.bench(tag+"-"+w.key, url, w.key, args)
+		cpuSeconds := d.serverCPU() - cpu0
 		if err != nil {
 			d.fail(tag+" "+w.key, err)
 			continue
@@ -322,7 +328,8 @@ func (d *driver) runSetup(round int, s setup, srv string) {
 		if w.metric == "sub" {
 			smp = sample{Rate: float64(r.SubRate), P50us: r.PubToDeliv.Micro["p50"], P99us: r.PubToDeliv.Micro["p99"]}
 		}
-		log.Printf("%s %-8s %9.0f msgs/s  p50 %8.0fµs  p99 %8.0fµs", tag, w.key, smp.Rate, smp.P50us, smp.P99us)
+		smp.CPUus = cpuSeconds * 1e6 / float64(n)
+		log.Printf("%s %-8s %9.0f msgs/s  p50 %8.0fµs  p99 %8.0fµs  cpu %5.1fµs/msg", tag, w.key, smp.Rate, smp.P50us, smp.P99us, smp.CPUus)
 		m := d.res.Samples[s.name]
 		if m == nil {
 			m = map[string]map[string][]sample{}
@@ -495,6 +502,38 @@ func (d *driver) bench(tag, url, subject string, args []string) (*benchResult, e
 }
 
 // peakRSS reads a process's peak resident set size in MiB.
+// serverCPU is the CPU time, in seconds, the running servers have used.
+func (d *driver) serverCPU() float64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	total := 0.0
+	for _, p := range d.procs {
+		total += processCPU(p.Process.Pid)
+	}
+	return total
+}
+
+// processCPU reads utime + stime of a process from /proc (0 elsewhere).
+func processCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: count fields
+	// after it. utime and stime are fields 14 and 15, in clock ticks.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / clockTicksPerSecond
+}
+
+// clockTicksPerSecond is USER_HZ, 100 on every Linux this runs on.
+const clockTicksPerSecond = 100
+
 func peakRSS(pid int) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -580,6 +619,19 @@ func (d *driver) table(chosen []setup, rounds int) string {
 				label = fmt.Sprintf("replay %dk stored msgs to a new sub", d.replay/1000)
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", s.title, label, rate(st, ns), rate(sz, nz), ratio, lat(m["stan"]), lat(m["stanza"]))
+		}
+	}
+	b.WriteString("\nServer CPU per message (user + system time of every node of the server during the workload, divided by its messages; median, µs). It measures work, not speed: it moves far less than the rates when the machine is shared.\n\n")
+	b.WriteString("| configuration | workload | STAN | stanza | stanza/STAN |\n|---|---|---:|---:|---:|\n")
+	for _, s := range chosen {
+		for _, w := range workloads {
+			m := d.res.Samples[s.name][w.key]
+			st, ns := med(m["stan"], func(s sample) float64 { return s.CPUus })
+			sz, nz := med(m["stanza"], func(s sample) float64 { return s.CPUus })
+			if ns == 0 || nz == 0 || st == 0 {
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.2fx |\n", s.title, w.label, st, sz, sz/st)
 		}
 	}
 	b.WriteString("\nPeak resident memory of the largest node over all workloads of a start (median, MiB):\n\n| configuration | STAN | stanza |\n|---|---:|---:|\n")
