@@ -11,35 +11,25 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 )
 
-// Server runs a Core on a real bus. One goroutine at a time runs the core,
-// under coreMu: the server's own (ticks, Do, and messages queued while the
-// core was busy), or the NATS callback that delivered a message and found
-// the core idle, which then runs it itself instead of waking the server's
-// goroutine (a request costs one goroutine wake-up less).
+// Server runs a Core on a real bus: one goroutine owns the core; NATS
+// callbacks only queue messages; a ticker drives time.
 type Server struct {
 	core *Core
 	conn transport.Conn
 	log  *slog.Logger
 	tick time.Duration
 
-	mu      sync.Mutex // guards inbox, err, stopped
-	inbox   []Msg
-	err     error
-	stopped bool
-
-	coreMu    sync.Mutex // held while the core runs; guards what follows
-	halted    bool       // the core must not run again (it failed, or Shutdown)
-	spare     []Msg      // the last batch, reused for the next inbox
+	mu        sync.Mutex
+	inbox     []Msg
+	notify    chan struct{}
+	do        chan func(*Core)
+	stop      chan struct{}
+	done      chan struct{}
+	err       error
 	subs      map[string]transport.Subscription
 	listening []string // what reconcile last put in place
-
-	notify   chan struct{}
-	do       chan func(*Core)
-	stop     chan struct{}
-	halt     chan struct{} // closed when the core fails
-	haltOnce sync.Once
-	done     chan struct{}
-	store    *timedStorage
+	stopped   bool
+	store     *timedStorage
 }
 
 // timedStorage measures how long the core's log writes take (fsync
@@ -66,8 +56,7 @@ func (s *Server) saveLatency() Histogram { return s.store.save }
 func StartServer(cfg Config, st Storage, conn transport.Conn) (*Server, error) {
 	cfg.Defaults()
 	s := &Server{conn: conn, log: cfg.Logger, tick: time.Duration(cfg.TickNanos), notify: make(chan struct{}, 1),
-		do: make(chan func(*Core)), stop: make(chan struct{}), halt: make(chan struct{}), done: make(chan struct{}),
-		subs: map[string]transport.Subscription{}}
+		do: make(chan func(*Core)), stop: make(chan struct{}), done: make(chan struct{}), subs: map[string]transport.Subscription{}}
 	s.store = &timedStorage{Storage: st}
 	core, err := New(cfg, s.store, func(subject, reply string, data []byte) {
 		if err := conn.Publish(subject, reply, data); err != nil {
@@ -85,19 +74,10 @@ func StartServer(cfg Config, st Storage, conn transport.Conn) (*Server, error) {
 	return s, nil
 }
 
-// enqueue queues a message from NATS, and runs the core on the caller's
-// goroutine if no one else is running it. A message queued while the core
-// runs elsewhere wakes the server's goroutine, which takes it in turn: none
-// is left behind.
 func (s *Server) enqueue(m Msg) {
 	s.mu.Lock()
 	s.inbox = append(s.inbox, m)
 	s.mu.Unlock()
-	if s.coreMu.TryLock() {
-		s.step()
-		s.coreMu.Unlock()
-		return
-	}
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -108,68 +88,42 @@ func (s *Server) run() {
 	defer close(s.done)
 	ticker := time.NewTicker(s.tick)
 	defer ticker.Stop()
+	var batch []Msg
 	for {
-		var f func(*Core)
-		tick := false
 		select {
 		case <-s.stop:
 			return
-		case <-s.halt:
-			return
 		case <-ticker.C:
-			tick = true
+			s.core.Tick(time.Now().UnixNano())
 		case <-s.notify:
-		case f = <-s.do:
+		case f := <-s.do:
+			f(s.core)
 		}
-		s.coreMu.Lock()
-		if !s.halted {
-			if tick {
-				s.core.Tick(time.Now().UnixNano())
-			}
-			if f != nil {
-				f(s.core)
-			}
-			s.step()
-		}
-		s.coreMu.Unlock()
-	}
-}
-
-// step hands the queued messages to the core and processes them. The
-// caller holds coreMu.
-func (s *Server) step() {
-	if s.halted {
-		return
-	}
-	s.mu.Lock()
-	batch := s.inbox
-	s.inbox = s.spare[:0]
-	s.mu.Unlock()
-	now := time.Now().UnixNano()
-	for _, m := range batch {
-		s.core.Receive(now, m)
-	}
-	clear(batch)
-	s.spare = batch
-	if err := s.core.Process(now); err != nil {
-		s.log.Error("replica stopped", "err", err)
 		s.mu.Lock()
-		s.err = err
+		batch, s.inbox = s.inbox, batch[:0]
 		s.mu.Unlock()
-		s.halted = true
-		s.haltOnce.Do(func() { close(s.halt) })
-		return
-	}
-	if err := s.reconcile(); err != nil {
-		s.log.Warn("subscriptions", "err", err)
+		now := time.Now().UnixNano()
+		for _, m := range batch {
+			s.core.Receive(now, m)
+		}
+		clear(batch)
+		if err := s.core.Process(now); err != nil {
+			s.log.Error("replica stopped", "err", err)
+			s.mu.Lock()
+			s.err = err
+			s.mu.Unlock()
+			return
+		}
+		if err := s.reconcile(); err != nil {
+			s.log.Warn("subscriptions", "err", err)
+		}
 	}
 }
 
 // reconcile subscribes to what the core listens on now, and unsubscribes
 // from what it no longer wants. It costs nothing when that did not change:
 // it runs after every batch, and its flush (a round trip to the NATS
-// server, so that the subscriptions are in place) must not. The caller
-// holds coreMu (or, in StartServer, is alone).
+// server, so that the subscriptions are in place) must not.
 func (s *Server) reconcile() error {
 	listen := s.core.Listen()
 	if slices.Equal(listen, s.listening) {
@@ -245,11 +199,6 @@ func (s *Server) Shutdown() {
 	}
 	s.stopped = true
 	s.mu.Unlock()
-	// No callback may run the core once Shutdown returns: the caller closes
-	// its storage.
-	s.coreMu.Lock()
-	s.halted = true
-	s.coreMu.Unlock()
 	close(s.stop)
 	<-s.done
 	for _, sub := range s.subs {
