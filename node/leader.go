@@ -114,6 +114,21 @@ func (r *rawPublish) add(data []byte) {
 	r.bytes += len(data)
 }
 
+// commandHeader starts a Command as proto.Marshal writes it: nowNanos,
+// then the tag and length of the op field (a single-byte tag: ops are
+// fields 2 to 11), with room for the op's inner bytes.
+func commandHeader(nowNanos int64, op protowire.Number, inner int) []byte {
+	n := 1 + protowire.SizeBytes(inner)
+	if nowNanos != 0 {
+		n += 1 + protowire.SizeVarint(uint64(nowNanos))
+	}
+	b := make([]byte, 0, n)
+	if nowNanos != 0 {
+		b = protowire.AppendVarint(append(b, 1<<3|byte(protowire.VarintType)), uint64(nowNanos))
+	}
+	return protowire.AppendVarint(append(b, byte(op)<<3|byte(protowire.BytesType)), uint64(inner))
+}
+
 // encodePublishCommand encodes a Publish command as proto.Marshal would
 // with each PubMsg field holding the bytes the client sent: a decoder
 // cannot tell them apart from a re-encoding of the decoded PubMsg.
@@ -125,15 +140,7 @@ func encodePublishCommand(nowNanos int64, raw [][]byte, ackSubjects []string) []
 	for _, s := range ackSubjects {
 		inner += 1 + protowire.SizeBytes(len(s))
 	}
-	n := 1 + protowire.SizeBytes(inner)
-	if nowNanos != 0 {
-		n += 1 + protowire.SizeVarint(uint64(nowNanos))
-	}
-	b := make([]byte, 0, n)
-	if nowNanos != 0 {
-		b = protowire.AppendVarint(append(b, 1<<3|byte(protowire.VarintType)), uint64(nowNanos))
-	}
-	b = protowire.AppendVarint(append(b, 4<<3|byte(protowire.BytesType)), uint64(inner))
+	b := commandHeader(nowNanos, 4, inner)
 	for _, m := range raw {
 		b = protowire.AppendBytes(append(b, 1<<3|byte(protowire.BytesType)), m)
 	}
@@ -170,15 +177,7 @@ func encodeAcksCommand(nowNanos int64, acks []*pb.AckFrom) []byte {
 	for _, f := range acks {
 		inner += 1 + protowire.SizeBytes(fromSize(f))
 	}
-	n := 1 + protowire.SizeBytes(inner)
-	if nowNanos != 0 {
-		n += 1 + protowire.SizeVarint(uint64(nowNanos))
-	}
-	b := make([]byte, 0, n)
-	if nowNanos != 0 {
-		b = protowire.AppendVarint(append(b, 1<<3|byte(protowire.VarintType)), uint64(nowNanos))
-	}
-	b = protowire.AppendVarint(append(b, 7<<3|byte(protowire.BytesType)), uint64(inner))
+	b := commandHeader(nowNanos, 7, inner)
 	for _, f := range acks {
 		b = protowire.AppendVarint(append(b, 1<<3|byte(protowire.BytesType)), uint64(fromSize(f)))
 		if s := f.GetAckInbox(); s != "" {

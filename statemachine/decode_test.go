@@ -1,7 +1,6 @@
 package statemachine
 
 import (
-	"math/rand/v2"
 	"testing"
 
 	"github.com/stanza-io/stanza/statemachine/pb"
@@ -57,13 +56,7 @@ func FuzzDecodePubMsg(f *testing.F) {
 // FuzzDecodeCommand holds DecodeCommand (whose Publish commands take a fast
 // path) to proto.Unmarshal.
 func FuzzDecodeCommand(f *testing.F) {
-	gen := &commandGen{r: rand.New(rand.NewPCG(21, 22))}
-	s := New(Config{Limits: testLimits()})
-	for i := 0; i < 60; i++ {
-		cmd := gen.next(s)
-		s.Apply(cmd)
-		f.Add(EncodeCommand(cmd))
-	}
+	addCommandSeeds(f, 21, 60)
 	for _, m := range pubMsgSeeds() {
 		inner := append([]byte{0x0a, byte(len(m))}, m...)
 		inner = append(inner, 0x12, 0x01, 'r', 0x12, 0x01, 'r')

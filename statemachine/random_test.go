@@ -146,16 +146,22 @@ func TestDeterminism(t *testing.T) {
 	t.Logf("%d commands, %d deliveries, snapshot %d bytes", n, deliveries, len(sa))
 }
 
-// FuzzApply feeds arbitrary bytes as a sequence of commands: whatever
-// decodes is applied, and the state must hold together; nothing panics.
-func FuzzApply(f *testing.F) {
-	gen := &commandGen{r: rand.New(rand.NewPCG(3, 4))}
+// addCommandSeeds adds n encoded commands of a random workload (seeded
+// with seed) to f's corpus.
+func addCommandSeeds(f *testing.F, seed uint64, n int) {
+	gen := &commandGen{r: rand.New(rand.NewPCG(seed, seed+1))}
 	s := New(Config{Limits: testLimits()})
-	for i := 0; i < 40; i++ {
+	for range n {
 		cmd := gen.next(s)
 		s.Apply(cmd)
 		f.Add(EncodeCommand(cmd))
 	}
+}
+
+// FuzzApply feeds arbitrary bytes as a sequence of commands: whatever
+// decodes is applied, and the state must hold together; nothing panics.
+func FuzzApply(f *testing.F) {
+	addCommandSeeds(f, 3, 40)
 	f.Add([]byte{0x12, 0x80})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := New(Config{Limits: testLimits()})
