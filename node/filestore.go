@@ -108,6 +108,26 @@ func (f *FileStorage) loadSnapshot() error {
 	return f.WAL.ApplySnapshot(newest)
 }
 
+// InitialState implements raft.Storage. A hard state's commit index is
+// written without a sync (raft does not ask for one), so after a crash the
+// log may record a commit below its snapshot; raft refuses to start on that
+// ("state.commit is out of range"). A snapshot only ever holds committed
+// entries, so its index is committed: the commit is raised to it.
+func (f *FileStorage) InitialState() (*raftpb.HardState, *raftpb.ConfState, error) {
+	hs, cs, err := f.WAL.InitialState()
+	if err != nil || hs == nil {
+		return hs, cs, err
+	}
+	snap, err := f.WAL.Snapshot()
+	if err != nil {
+		return nil, nil, fmt.Errorf("node: %w", err)
+	}
+	if idx := snap.GetMetadata().GetIndex(); hs.GetCommit() < idx {
+		hs.Commit = &idx
+	}
+	return hs, cs, nil
+}
+
 // Save implements Storage.
 func (f *FileStorage) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool) error {
 	if (hs == nil || raft.IsEmptyHardState(hs)) && len(ents) == 0 {
