@@ -120,6 +120,7 @@ type hbState struct {
 
 type wait struct {
 	clientID      string
+	hbInbox       string // the connection heartbeated (empty for a probe)
 	deadlineNanos int64
 	probe         *probe // nil for a heartbeat
 }

@@ -249,12 +249,14 @@ func (c *Core) pingRequest(nowNanos int64, m Msg) {
 	if h := c.hb[cl.ID]; h != nil && h.failures > 0 {
 		h.failures = 0
 		h.nextNanos = nowNanos
-		c.queue = append(c.queue, healthCommand(cl.ID, false))
+		c.queue = append(c.queue, healthCommand(cl.ID, cl.HbInbox, false))
 	}
 }
 
-func healthCommand(id string, failed bool) *pb.Command {
-	return &pb.Command{Op: &pb.Command_ClientHealth{ClientHealth: &pb.ClientHealth{ClientID: id, Failed: failed}}}
+// healthCommand marks the connection of client id that has heartbeat inbox
+// hbInbox: a replaced connection's mark must not reach its successor.
+func healthCommand(id, hbInbox string, failed bool) *pb.Command {
+	return &pb.Command{Op: &pb.Command_ClientHealth{ClientHealth: &pb.ClientHealth{ClientID: id, HbInbox: hbInbox, Failed: failed}}}
 }
 
 func (c *Core) newReplySubject() string {
@@ -282,7 +284,7 @@ func (c *Core) reply(nowNanos int64, m Msg) {
 	h.waiting = ""
 	if h.failures > 0 {
 		h.failures = 0
-		c.queue = append(c.queue, healthCommand(w.clientID, false))
+		c.queue = append(c.queue, healthCommand(w.clientID, w.hbInbox, false))
 	}
 	_ = nowNanos
 }
@@ -312,11 +314,11 @@ func (c *Core) tickHeartbeats(nowNanos int64) {
 		h.waiting = ""
 		h.failures++
 		if h.failures == 1 {
-			c.queue = append(c.queue, healthCommand(w.clientID, true))
+			c.queue = append(c.queue, healthCommand(w.clientID, w.hbInbox, true))
 		}
 		if h.failures > c.cfg.HBFailCount {
 			c.log.Info("closing client after failed heartbeats", "client", w.clientID, "failures", h.failures)
-			c.queue = append(c.queue, &pb.Command{Op: &pb.Command_Close{Close: &pb.CloseClient{ClientID: w.clientID}}})
+			c.queue = append(c.queue, &pb.Command{Op: &pb.Command_Close{Close: &pb.CloseClient{ClientID: w.clientID, HbInbox: w.hbInbox}}})
 			delete(c.hb, w.clientID)
 		}
 	}
@@ -332,7 +334,7 @@ func (c *Core) tickHeartbeats(nowNanos int64) {
 		subject := c.newReplySubject()
 		h.waiting = subject
 		h.nextNanos = nowNanos + c.cfg.HBIntervalNanos
-		c.waits[subject] = &wait{clientID: cl.ID, deadlineNanos: nowNanos + c.cfg.HBTimeoutNanos}
+		c.waits[subject] = &wait{clientID: cl.ID, hbInbox: cl.HbInbox, deadlineNanos: nowNanos + c.cfg.HBTimeoutNanos}
 		c.out(cl.HbInbox, subject, nil)
 	}
 }

@@ -66,10 +66,15 @@ func (a *applier) connect(op *pb.Connect) {
 	}
 }
 
-func (a *applier) closeRequest(id string) {
+// closeRequest closes client id; with hbInbox set, only the connection of
+// that heartbeat inbox (a close for a replaced one is a no-op).
+func (a *applier) closeRequest(id, hbInbox string) {
 	c, ok := a.s.clients[id]
 	if !ok {
 		a.res.Err = ErrUnknownClient
+		return
+	}
+	if hbInbox != "" && c.hbInbox != hbInbox {
 		return
 	}
 	a.closeClient(c)
@@ -89,8 +94,12 @@ func (a *applier) closeClient(c *client) {
 	a.res.Closed = append(a.res.Closed, c.id)
 }
 
-func (a *applier) clientHealth(id string, failed bool) {
-	if c, ok := a.s.clients[id]; ok {
+// clientHealth marks client id's heartbeats as failing or not. The leader
+// names the connection it heartbeated (hbInbox): a mark meant for a
+// connection replaced since (the same ID reconnected) would otherwise stop
+// the new connection's redeliveries until one of its heartbeats failed.
+func (a *applier) clientHealth(id, hbInbox string, failed bool) {
+	if c, ok := a.s.clients[id]; ok && (hbInbox == "" || c.hbInbox == hbInbox) {
 		c.failedHB = failed
 	}
 }

@@ -190,3 +190,45 @@ func TestApplyQuietDecidesTheSame(t *testing.T) {
 		t.Fatalf("only %d deliveries: the workload is too weak", deliveries)
 	}
 }
+
+// TestHealthAndCloseOfAReplacedConnection: the leader names the connection
+// whose heartbeats it judged. A failure mark or a close meant for a
+// connection that was replaced since (same client ID, new heartbeat inbox)
+// must leave the new connection alone: a stale mark stopped its
+// redeliveries for good (seed 5996).
+func TestHealthAndCloseOfAReplacedConnection(t *testing.T) {
+	s := New(Config{Limits: testLimits()})
+	apply := func(op any) Result { return s.Apply(NewCommand(1, op)) }
+	apply(&pb.Connect{Request: &pb.ConnectRequest{ClientID: "c", HeartbeatInbox: "hb.1"}})
+	if r := apply(&pb.Connect{Request: &pb.ConnectRequest{ClientID: "c", HeartbeatInbox: "hb.2"}, Replace: true}); r.Err != "" {
+		t.Fatalf("replace: %s", r.Err)
+	}
+	failed := func() bool {
+		t.Helper()
+		cl, ok := s.ClientByID("c")
+		if !ok {
+			t.Fatal("client c is gone")
+		}
+		return cl.FailedHB
+	}
+	apply(&pb.ClientHealth{ClientID: "c", HbInbox: "hb.1", Failed: true})
+	if failed() {
+		t.Fatal("the replaced connection's failure mark reached the new one")
+	}
+	apply(&pb.CloseClient{ClientID: "c", HbInbox: "hb.1"})
+	if _, ok := s.ClientByID("c"); !ok {
+		t.Fatal("the replaced connection's close closed the new one")
+	}
+	apply(&pb.ClientHealth{ClientID: "c", HbInbox: "hb.2", Failed: true})
+	if !failed() {
+		t.Fatal("the connection's own failure mark was ignored")
+	}
+	apply(&pb.ClientHealth{ClientID: "c", Failed: false}) // no inbox: any connection
+	if failed() {
+		t.Fatal("a mark without an inbox was ignored")
+	}
+	apply(&pb.CloseClient{ClientID: "c", HbInbox: "hb.2"})
+	if _, ok := s.ClientByID("c"); ok {
+		t.Fatal("the connection's own close was ignored")
+	}
+}

@@ -155,7 +155,7 @@ func (s *State) apply(cmd *pb.Command, records bool) Result {
 	case *pb.Command_Connect:
 		a.connect(op.Connect)
 	case *pb.Command_Close:
-		a.closeRequest(op.Close.GetClientID())
+		a.closeRequest(op.Close.GetClientID(), op.Close.GetHbInbox())
 	case *pb.Command_Publish:
 		a.publish(op.Publish.GetMsgs())
 	case *pb.Command_Subscribe:
@@ -171,7 +171,7 @@ func (s *State) apply(cmd *pb.Command, records bool) Result {
 	case *pb.Command_DeleteChannel:
 		a.deleteInactive(op.DeleteChannel.GetChannel())
 	case *pb.Command_ClientHealth:
-		a.clientHealth(op.ClientHealth.GetClientID(), op.ClientHealth.GetFailed())
+		a.clientHealth(op.ClientHealth.GetClientID(), op.ClientHealth.GetHbInbox(), op.ClientHealth.GetFailed())
 	}
 	return a.res
 }

@@ -314,9 +314,12 @@ func (x *Connect) GetReplace() bool {
 }
 
 // CloseClient closes a client: by request, or because its heartbeats failed.
+// hbInbox, set for the latter, names the connection whose heartbeats failed:
+// if it was replaced meanwhile, the close changes nothing.
 type CloseClient struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ClientID      string                 `protobuf:"bytes,1,opt,name=clientID,proto3" json:"clientID,omitempty"`
+	HbInbox       string                 `protobuf:"bytes,2,opt,name=hbInbox,proto3" json:"hbInbox,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -354,6 +357,13 @@ func (*CloseClient) Descriptor() ([]byte, []int) {
 func (x *CloseClient) GetClientID() string {
 	if x != nil {
 		return x.ClientID
+	}
+	return ""
+}
+
+func (x *CloseClient) GetHbInbox() string {
+	if x != nil {
+		return x.HbInbox
 	}
 	return ""
 }
@@ -755,10 +765,14 @@ func (x *DeleteChannel) GetChannel() string {
 }
 
 // ClientHealth records whether a client's heartbeats are failing.
+// hbInbox names the connection the leader heartbeated: a mark meant for a
+// connection that was replaced (same client ID, a new heartbeat inbox) in
+// the meantime changes nothing. Empty matches any connection.
 type ClientHealth struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ClientID      string                 `protobuf:"bytes,1,opt,name=clientID,proto3" json:"clientID,omitempty"`
 	Failed        bool                   `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
+	HbInbox       string                 `protobuf:"bytes,3,opt,name=hbInbox,proto3" json:"hbInbox,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -805,6 +819,13 @@ func (x *ClientHealth) GetFailed() bool {
 		return x.Failed
 	}
 	return false
+}
+
+func (x *ClientHealth) GetHbInbox() string {
+	if x != nil {
+		return x.HbInbox
+	}
+	return ""
 }
 
 // Snapshot is the whole state machine. The messages of the channels live in
@@ -1378,9 +1399,10 @@ const file_statemachine_pb_command_proto_rawDesc = "" +
 	"\x02op\"X\n" +
 	"\aConnect\x123\n" +
 	"\arequest\x18\x01 \x01(\v2\x19.stanza.pb.ConnectRequestR\arequest\x12\x18\n" +
-	"\areplace\x18\x02 \x01(\bR\areplace\")\n" +
+	"\areplace\x18\x02 \x01(\bR\areplace\"C\n" +
 	"\vCloseClient\x12\x1a\n" +
-	"\bclientID\x18\x01 \x01(\tR\bclientID\"R\n" +
+	"\bclientID\x18\x01 \x01(\tR\bclientID\x12\x18\n" +
+	"\ahbInbox\x18\x02 \x01(\tR\ahbInbox\"R\n" +
 	"\aPublish\x12%\n" +
 	"\x04msgs\x18\x01 \x03(\v2\x11.stanza.pb.PubMsgR\x04msgs\x12 \n" +
 	"\vackSubjects\x18\x02 \x03(\tR\vackSubjects\"a\n" +
@@ -1401,10 +1423,11 @@ const file_statemachine_pb_command_proto_rawDesc = "" +
 	"ExpireMsgs\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\")\n" +
 	"\rDeleteChannel\x12\x18\n" +
-	"\achannel\x18\x01 \x01(\tR\achannel\"B\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\"\\\n" +
 	"\fClientHealth\x12\x1a\n" +
 	"\bclientID\x18\x01 \x01(\tR\bclientID\x12\x16\n" +
-	"\x06failed\x18\x02 \x01(\bR\x06failed\"\xad\x01\n" +
+	"\x06failed\x18\x02 \x01(\bR\x06failed\x12\x18\n" +
+	"\ahbInbox\x18\x03 \x01(\tR\ahbInbox\"\xad\x01\n" +
 	"\bSnapshot\x12\x1c\n" +
 	"\tnextSubID\x18\x01 \x01(\x04R\tnextSubID\x120\n" +
 	"\aclients\x18\x02 \x03(\v2\x16.stanza.pb.ClientStateR\aclients\x123\n" +
