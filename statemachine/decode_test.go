@@ -34,23 +34,27 @@ func pubMsgSeeds() [][]byte {
 	)
 }
 
+// sameAsProto fails t unless decode(data) errs when proto.Unmarshal into
+// want does, and otherwise gives a message equal to want.
+func sameAsProto[M proto.Message](t *testing.T, name string, data []byte, decode func([]byte) (M, error), want M) {
+	t.Helper()
+	wantErr := proto.Unmarshal(data, want)
+	got, err := decode(data)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("%s(%x): error %v, proto.Unmarshal: %v", name, data, err, wantErr)
+	}
+	if err == nil && !proto.Equal(got, want) {
+		t.Fatalf("%s(%x) = %v, proto.Unmarshal gives %v", name, data, got, want)
+	}
+}
+
 // FuzzDecodePubMsg holds DecodePubMsg to proto.Unmarshal: the same error or
 // lack of one, and an equal message.
 func FuzzDecodePubMsg(f *testing.F) {
 	for _, b := range pubMsgSeeds() {
 		f.Add(b)
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		want := &pb.PubMsg{}
-		wantErr := proto.Unmarshal(data, want)
-		got, err := DecodePubMsg(data)
-		if (err != nil) != (wantErr != nil) {
-			t.Fatalf("DecodePubMsg(%x): error %v, proto.Unmarshal: %v", data, err, wantErr)
-		}
-		if err == nil && !proto.Equal(got, want) {
-			t.Fatalf("DecodePubMsg(%x) = %v, proto.Unmarshal gives %v", data, got, want)
-		}
-	})
+	f.Fuzz(func(t *testing.T, data []byte) { sameAsProto(t, "DecodePubMsg", data, DecodePubMsg, &pb.PubMsg{}) })
 }
 
 // FuzzDecodeCommand holds DecodeCommand (whose Publish commands take a fast
@@ -95,17 +99,7 @@ func FuzzDecodeAck(f *testing.F) {
 	f.Add([]byte{0x10, 0x01, 0x10, 0x02}) // sequence twice: the last wins
 	f.Add([]byte{0x0a, 0x01, 0xff})       // invalid UTF-8
 	f.Add([]byte{0x0d, 0, 0, 0, 0})       // a fixed32 field
-	f.Fuzz(func(t *testing.T, data []byte) {
-		want := &pb.Ack{}
-		wantErr := proto.Unmarshal(data, want)
-		got, err := DecodeAck(data)
-		if (err != nil) != (wantErr != nil) {
-			t.Fatalf("DecodeAck(%x): error %v, proto.Unmarshal: %v", data, err, wantErr)
-		}
-		if err == nil && !proto.Equal(got, want) {
-			t.Fatalf("DecodeAck(%x) = %v, proto.Unmarshal gives %v", data, got, want)
-		}
-	})
+	f.Fuzz(func(t *testing.T, data []byte) { sameAsProto(t, "DecodeAck", data, DecodeAck, &pb.Ack{}) })
 }
 
 // TestDecodeTakesTheFastPath: the Publish and Acks commands the leader proposes are
