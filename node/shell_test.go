@@ -32,7 +32,7 @@ func (s *slowStorage) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync 
 
 // TestShellBatchesWhileSaving: the publishes that arrive while the core
 // writes its log go into the next write together, so 2,000 publishes from
-// one client take a handful of 20 ms writes. A shell that handed them over
+// one client take a handful of 50 ms writes. A shell that handed them over
 // as its NATS callbacks returned (one blocked behind the write) took a
 // write for every few publishes, and each fsync then served a few
 // messages.
@@ -47,7 +47,7 @@ func TestShellBatchesWhileSaving(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(conn.Close)
-	st := &slowStorage{MemStorage: NewMemStorage(), delay: 20 * time.Millisecond}
+	st := &slowStorage{MemStorage: NewMemStorage(), delay: 50 * time.Millisecond}
 	srv, err := StartServer(Config{ClusterID: "test-cluster", NodeName: "a", Limits: statemachine.DefaultLimits(),
 		TickNanos: int64(10 * time.Millisecond)}, st, conn)
 	if err != nil {
