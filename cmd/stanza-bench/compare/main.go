@@ -420,7 +420,7 @@ const leaderLine = "became leader"
 func (d *driver) findLeader(tag string, nodes int, limit time.Duration) (int, error) {
 	deadline := time.Now().Add(limit)
 	for {
-		leader, at := -1, -1
+		leader, at := -1, ""
 		for i := range nodes {
 			data, _ := os.ReadFile(filepath.Join(d.out, "logs", fmt.Sprintf("%s-%c.log", tag, ids[i])))
 			// Log lines start with a time of day: the latest wins.
@@ -441,28 +441,22 @@ func (d *driver) findLeader(tag string, nodes int, limit time.Duration) (int, er
 	}
 }
 
-// lineTime is the time of day at the start of a log line (in microseconds
-// since midnight), found as the first hh:mm:ss[.frac]; -1 if none.
-func lineTime(line string) int {
+// lineTime is the time of day a log line starts with, as text: STAN
+// writes "15:04:05.000000", stanza "T15:04:05.000Z", both zero-padded and
+// of a fixed width, so the text sorts as the time does. "" if none.
+func lineTime(line string) string {
+	digit := func(c byte) bool { return c >= '0' && c <= '9' }
 	for i := 0; i+8 <= len(line); i++ {
-		var h, m, sec int
-		if n, _ := fmt.Sscanf(line[i:i+8], "%2d:%2d:%2d", &h, &m, &sec); n == 3 && line[i+2] == ':' && line[i+5] == ':' {
-			us := ((h*60+m)*60 + sec) * 1_000_000
-			frac := line[i+8:]
-			if len(frac) > 1 && frac[0] == '.' {
-				digits := 0
-				for _, c := range frac[1:] {
-					if c < '0' || c > '9' || digits == 6 {
-						break
-					}
-					us += int(c-'0') * []int{100000, 10000, 1000, 100, 10, 1}[digits]
-					digits++
-				}
+		t := line[i : i+8]
+		if digit(t[0]) && digit(t[1]) && t[2] == ':' && digit(t[3]) && digit(t[4]) && t[5] == ':' && digit(t[6]) && digit(t[7]) {
+			j := i + 8
+			for j < len(line) && (line[j] == '.' || digit(line[j])) {
+				j++
 			}
-			return us
+			return line[i:j]
 		}
 	}
-	return -1
+	return ""
 }
 
 // benchResult is the part of stanza-bench's -json output used here.
