@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,13 +61,6 @@ type Core struct {
 	term       uint64
 	readyIndex uint64 // serving starts once this index (the leader's first entry) is applied
 	serving    bool
-
-	// Log writes (raft's AsyncStorageWrites): the appends raft asked for
-	// that no LogWrite has taken yet, in order; writing is set while a
-	// LogWrite is out; lastIndex is raft's last index as of the appends.
-	appends   []pendingAppend
-	writing   bool
-	lastIndex uint64
 
 	// Leader-only state, reset when serving starts.
 	queue     []*pb.Command // proposals not yet handed to raft, in arrival order
@@ -170,7 +162,6 @@ func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
 	}
 	c.confState = cs
 	c.quietUntil = hs.GetCommit()
-	c.lastIndex, _ = storage.LastIndex()
 	rc := &raft.Config{
 		ID: c.id, ElectionTick: cfg.ElectionTicks, HeartbeatTick: cfg.HeartbeatTicks, Storage: storage,
 		Applied: c.applied, MaxSizePerMsg: 256 * 1024, MaxInflightMsgs: 256, MaxUncommittedEntriesSize: 1 << 30,
@@ -178,7 +169,7 @@ func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
 		// A replica that still believes it leads must not get its proposals
 		// committed by the real leader: both may have received the same
 		// request, which would then be applied twice.
-		DisableProposalForwarding: true, AsyncStorageWrites: true, Logger: raftLogger{c.log.With("component", "raft")},
+		DisableProposalForwarding: true, Logger: raftLogger{c.log.With("component", "raft")},
 	}
 	c.rn, err = raft.NewRawNode(rc)
 	if err != nil {
@@ -344,16 +335,8 @@ type Msg struct {
 }
 
 // Process hands queued proposals to raft and carries out every Ready: it
-// sends, applies and replies, and queues the log writes for TakeLogWrite.
-// After LogWritten, call it again. It returns an error only when the
+// persists, sends, applies and replies. It returns an error only when the
 // replica cannot go on (its storage failed); the caller must stop it.
-//
-// raft runs with AsyncStorageWrites: what must wait for this replica's own
-// write (a follower's acknowledgement or vote, the leader counting its own
-// copy, applying what the write holds) waits in the write's responses, and
-// everything else goes on meanwhile. The leader sends its appends before
-// its own write (raft thesis 10.2.1), steps its followers' answers while it
-// writes, and the next write carries whatever piled up behind this one.
 func (c *Core) Process(nowNanos int64) (err error) {
 	defer func() {
 		// A message store that fails mid-apply leaves the state unusable:
@@ -367,13 +350,7 @@ func (c *Core) Process(nowNanos int64) (err error) {
 		}
 	}()
 	c.flushQueue(nowNanos)
-	for {
-		if err := c.writeSnapshots(); err != nil {
-			return err
-		}
-		if !c.rn.HasReady() {
-			return nil
-		}
+	for c.rn.HasReady() {
 		rd := c.rn.Ready()
 		if rd.SoftState != nil {
 			c.setLeader(rd.SoftState.Lead == c.id && rd.SoftState.RaftState == raft.StateLeader)
@@ -381,34 +358,52 @@ func (c *Core) Process(nowNanos int64) (err error) {
 		if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
 			c.term = rd.HardState.GetTerm()
 		}
-		var applyMsg *raftpb.Message
-		for _, m := range rd.Messages {
-			switch m.GetTo() {
-			case raft.LocalAppendThread:
-				snap := !raft.IsEmptySnap(m.GetSnapshot())
-				c.appends = append(c.appends, pendingAppend{m: m, sync: rd.MustSync || snap})
-				if n := len(m.GetEntries()); n > 0 {
-					c.lastIndex = m.GetEntries()[n-1].GetIndex()
-				} else if snap {
-					c.lastIndex = m.GetSnapshot().GetMetadata().GetIndex()
-				}
-			case raft.LocalApplyThread:
-				applyMsg = m
-			default:
-				c.sendOne(m)
+		if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
+			if err := c.store.ApplySnapshot(rd.Snapshot); err != nil {
+				return fmt.Errorf("%w: apply snapshot: %v", ErrStopped, err)
 			}
+			if err := c.sm.Restore(rd.Snapshot.GetData()); err != nil {
+				// Every replica restores the same bytes; a snapshot that
+				// does not restore is a bug or corruption in transit.
+				return fmt.Errorf("%w: restore snapshot at %d: %v", ErrStopped, rd.Snapshot.GetMetadata().GetIndex(), err)
+			}
+			c.applied = rd.Snapshot.GetMetadata().GetIndex()
+			c.snapshotIndex = c.applied
+			c.sinceSnapshot = 0
+			c.confState = rd.Snapshot.GetMetadata().GetConfState()
+			c.log.Info("restored snapshot", "index", c.applied)
+		}
+		// A follower persists BEFORE sending: a vote or an ack must never
+		// be forgotten. The leader sends its appends first and writes its
+		// own disk meanwhile (raft thesis 10.2.1): its term and vote were
+		// durable before it could lead, and it applies, so answers
+		// clients, only after the Save below.
+		sendFirst := c.leader
+		if sendFirst {
+			c.send(rd.Messages)
+		}
+		// The leader's committed entries are on its disk already (raft
+		// counts the leader's own copy only after the Save that wrote it),
+		// so it applies them, and answers, before writing the new ones: an
+		// acknowledgement waits for one fsync of the leader, not two.
+		early, late := c.splitDurable(rd)
+		if err := c.apply(nowNanos, early); err != nil {
+			return err
+		}
+		mustSync := rd.MustSync && !c.planted(statemachine.BugSkipFsync)
+		if err := c.store.Save(rd.HardState, rd.Entries, mustSync); err != nil {
+			return fmt.Errorf("%w: save: %v", ErrStopped, err)
 		}
 		if c.leader && c.readyIndex == 0 {
-			// A new leader's first entry is the last of the Ready that
-			// made it leader.
-			c.readyIndex = c.lastIndex
+			c.readyIndex, _ = c.store.LastIndex()
 		}
-		if applyMsg != nil {
-			if err := c.apply(nowNanos, applyMsg.GetEntries()); err != nil {
-				return err
-			}
-			c.deliver(applyMsg.GetResponses())
+		if !sendFirst {
+			c.send(rd.Messages)
 		}
+		if err := c.apply(nowNanos, late); err != nil {
+			return err
+		}
+		c.rn.Advance(rd)
 		c.maybeCampaign()
 		c.updateServing(nowNanos)
 		if err := c.maybeSnapshot(); err != nil {
@@ -416,152 +411,27 @@ func (c *Core) Process(nowNanos int64) (err error) {
 		}
 		c.flushQueue(nowNanos)
 	}
-}
-
-// pendingAppend is one MsgStorageAppend of raft, and whether its write must
-// be durable (raft's MustSync of its Ready).
-type pendingAppend struct {
-	m    *raftpb.Message
-	sync bool
-}
-
-// LogWrite is a batch of raft log writes the core handed out with
-// TakeLogWrite: Do performs them, on any goroutine, while the core goes on;
-// LogWritten hands the batch back. One LogWrite is out at a time, so a
-// write carries everything raft asked for while the one before it synced:
-// one fsync for all of it.
-type LogWrite struct {
-	store   Storage
-	appends []pendingAppend
-	noSync  bool
-	err     error
-}
-
-// Do writes the batch, with one fsync at the end if any part of it must be
-// durable. It returns (and keeps for LogWritten) the first error.
-func (w *LogWrite) Do() error {
-	// The fsync goes with the last append that writes anything: an
-	// append may carry only responses.
-	sync, last := false, -1
-	for i, a := range w.appends {
-		sync = sync || a.sync
-		if len(a.m.GetEntries()) > 0 || a.m.Term != nil {
-			last = i
-		}
-	}
-	sync = sync && !w.noSync
-	for i, a := range w.appends[:last+1] {
-		m := a.m
-		var hs *raftpb.HardState
-		if m.Term != nil {
-			hs = &raftpb.HardState{Term: m.Term, Vote: m.Vote, Commit: m.Commit}
-		}
-		if err := w.store.Save(hs, m.GetEntries(), sync && i == last); err != nil {
-			w.err = err
-			return err
-		}
-	}
 	return nil
 }
 
-// TakeLogWrite returns the log writes raft asked for and no one has taken,
-// or nil if there are none or one is still out. A snapshot received from
-// the leader is not in it: Process installs that itself, once no write is
-// out.
-func (c *Core) TakeLogWrite() *LogWrite {
-	if c.writing {
-		return nil
+// splitDurable splits the committed entries of rd into those the leader may
+// apply before saving rd (already durable in its log, and not about to be
+// overwritten) and the rest. A follower applies everything after saving:
+// an entry may be committed by the same message that brought it.
+func (c *Core) splitDurable(rd raft.Ready) (early, late []*raftpb.Entry) {
+	ents := rd.CommittedEntries
+	if !c.leader || len(ents) == 0 {
+		return nil, ents
 	}
-	n := 0
-	for n < len(c.appends) && raft.IsEmptySnap(c.appends[n].m.GetSnapshot()) {
-		n++
+	stable, err := c.store.LastIndex()
+	if err != nil {
+		return nil, ents
 	}
-	if n == 0 {
-		return nil
+	if len(rd.Entries) > 0 {
+		stable = min(stable, rd.Entries[0].GetIndex()-1)
 	}
-	w := &LogWrite{store: c.store, appends: slices.Clone(c.appends[:n]), noSync: c.planted(statemachine.BugSkipFsync)}
-	clear(c.appends[:n])
-	c.appends = c.appends[n:]
-	c.writing = true
-	return w
-}
-
-// LogWritten takes back a LogWrite after its Do: raft learns that the
-// entries are durable, and the answers that waited for them go out. Call
-// Process next. A failed write stops the replica.
-func (c *Core) LogWritten(w *LogWrite) error {
-	c.writing = false
-	if w.err != nil {
-		return fmt.Errorf("%w: save: %v", ErrStopped, w.err)
-	}
-	for _, a := range w.appends {
-		c.deliver(a.m.GetResponses())
-	}
-	return nil
-}
-
-// ProcessWriting is Process with the log writes done inline, until nothing
-// is left: for storage whose writes cost nothing (memory), and for tests.
-func (c *Core) ProcessWriting(nowNanos int64) error {
-	for {
-		if err := c.Process(nowNanos); err != nil {
-			return err
-		}
-		w := c.TakeLogWrite()
-		if w == nil {
-			return nil
-		}
-		w.Do()
-		if err := c.LogWritten(w); err != nil {
-			return err
-		}
-	}
-}
-
-// writeSnapshots installs the snapshots raft received from a leader, in
-// order with the log writes: only when no write is out.
-func (c *Core) writeSnapshots() error {
-	for !c.writing && len(c.appends) > 0 && !raft.IsEmptySnap(c.appends[0].m.GetSnapshot()) {
-		a := c.appends[0]
-		c.appends[0] = pendingAppend{}
-		c.appends = c.appends[1:]
-		snap := a.m.GetSnapshot()
-		if err := c.store.ApplySnapshot(snap); err != nil {
-			return fmt.Errorf("%w: apply snapshot: %v", ErrStopped, err)
-		}
-		if err := c.sm.Restore(snap.GetData()); err != nil {
-			// Every replica restores the same bytes; a snapshot that
-			// does not restore is a bug or corruption in transit.
-			return fmt.Errorf("%w: restore snapshot at %d: %v", ErrStopped, snap.GetMetadata().GetIndex(), err)
-		}
-		c.applied = snap.GetMetadata().GetIndex()
-		c.snapshotIndex = c.applied
-		c.sinceSnapshot = 0
-		c.confState = snap.GetMetadata().GetConfState()
-		c.log.Info("restored snapshot", "index", c.applied)
-		w := &LogWrite{store: c.store, appends: []pendingAppend{a}, noSync: c.planted(statemachine.BugSkipFsync)}
-		// The snapshot itself is durable; the rest of the Ready is not.
-		a.m.Snapshot = nil
-		if w.Do(); w.err != nil {
-			return fmt.Errorf("%w: save: %v", ErrStopped, w.err)
-		}
-		c.deliver(a.m.GetResponses())
-	}
-	return nil
-}
-
-// deliver hands the responses of a local write to their targets: raft
-// itself, or a peer.
-func (c *Core) deliver(msgs []*raftpb.Message) {
-	for _, m := range msgs {
-		if m.GetTo() != c.id {
-			c.sendOne(m)
-			continue
-		}
-		if err := c.rn.Step(m); err != nil {
-			c.log.Debug("raft step", "type", m.GetType().String(), "err", err)
-		}
-	}
+	n := sort.Search(len(ents), func(i int) bool { return ents[i].GetIndex() > stable })
+	return ents[:n], ents[n:]
 }
 
 func (c *Core) maybeCampaign() {
@@ -621,39 +491,40 @@ func (c *Core) updateServing(nowNanos int64) {
 	}
 }
 
-// sendOne sends a raft message to its peer.
-func (c *Core) sendOne(m *raftpb.Message) {
-	if m.GetType() == raftpb.MsgSnap {
-		// The follower's message store lacks what the snapshot
-		// refers to: send the messages with it.
-		data, err := statemachine.ExpandSnapshot(m.GetSnapshot().GetData(), c.store.Messages())
-		if err != nil {
-			c.log.Error("snapshot not sent", "to", fmt.Sprintf("%x", m.GetTo()), "err", err)
-			c.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
-			return
+func (c *Core) send(msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgSnap {
+			// The follower's message store lacks what the snapshot
+			// refers to: send the messages with it.
+			data, err := statemachine.ExpandSnapshot(m.GetSnapshot().GetData(), c.store.Messages())
+			if err != nil {
+				c.log.Error("snapshot not sent", "to", fmt.Sprintf("%x", m.GetTo()), "err", err)
+				c.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+				continue
+			}
+			snap := &raftpb.Snapshot{Data: data, Metadata: m.GetSnapshot().GetMetadata()}
+			orig := m.Snapshot
+			m.Snapshot = nil
+			mc := proto.Clone(m).(*raftpb.Message)
+			m.Snapshot = orig
+			mc.Snapshot = snap
+			m = mc
 		}
-		snap := &raftpb.Snapshot{Data: data, Metadata: m.GetSnapshot().GetMetadata()}
-		orig := m.Snapshot
-		m.Snapshot = nil
-		mc := proto.Clone(m).(*raftpb.Message)
-		m.Snapshot = orig
-		mc.Snapshot = snap
-		m = mc
-	}
-	c.nextID++
-	chunks, err := encodeRaft(m, c.nextID)
-	if err != nil {
-		c.log.Error("raft message not sent", "err", err)
-		return
-	}
-	subject := c.raftSubject(m.GetTo())
-	for _, ch := range chunks {
-		c.out(subject, "", ch)
-	}
-	if m.GetType() == raftpb.MsgSnap {
-		// The bus gives no delivery report; a lost snapshot is retried
-		// after raft hears from the follower again.
-		c.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFinish)
+		c.nextID++
+		chunks, err := encodeRaft(m, c.nextID)
+		if err != nil {
+			c.log.Error("raft message not sent", "err", err)
+			continue
+		}
+		subject := c.raftSubject(m.GetTo())
+		for _, ch := range chunks {
+			c.out(subject, "", ch)
+		}
+		if m.GetType() == raftpb.MsgSnap {
+			// The bus gives no delivery report; a lost snapshot is retried
+			// after raft hears from the follower again.
+			c.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFinish)
+		}
 	}
 }
 

@@ -94,7 +94,7 @@ func (bus *benchBus) leader() *Core {
 func (bus *benchBus) pump(b *testing.B) {
 	for range 10_000 {
 		for _, c := range bus.cores {
-			if err := c.ProcessWriting(bus.nowNano); err != nil {
+			if err := c.Process(bus.nowNano); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -30,20 +30,12 @@ type Server struct {
 	listening []string // what reconcile last put in place
 	stopped   bool
 	store     *timedStorage
-
-	// The log writer: a goroutine that performs the core's LogWrites, so
-	// that the core steps, sends and applies while a write fsyncs. Nil for
-	// the memory store, whose writes are done inline.
-	writes  chan *LogWrite
-	written []*LogWrite // done, for the core to take back (under mu)
-	wdone   chan struct{}
 }
 
 // timedStorage measures how long the core's log writes take (fsync
 // included): the clock is read here, in the shell, never in the core.
 type timedStorage struct {
 	Storage
-	mu   sync.Mutex // the log writer observes, monitoring reads
 	save Histogram
 }
 
@@ -51,19 +43,14 @@ func (t *timedStorage) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync
 	start := time.Now()
 	err := t.Storage.Save(hs, ents, mustSync)
 	if len(ents) > 0 || mustSync {
-		t.mu.Lock()
 		t.save.Observe(time.Since(start).Nanoseconds())
-		t.mu.Unlock()
 	}
 	return err
 }
 
-// saveLatency is a copy of the log write histogram.
-func (s *Server) saveLatency() Histogram {
-	s.store.mu.Lock()
-	defer s.store.mu.Unlock()
-	return s.store.save
-}
+// saveLatency is the log write histogram; call it on the core's goroutine
+// (inside Do).
+func (s *Server) saveLatency() Histogram { return s.store.save }
 
 // StartServer starts a replica on conn with storage.
 func StartServer(cfg Config, st Storage, conn transport.Conn) (*Server, error) {
@@ -83,28 +70,8 @@ func StartServer(cfg Config, st Storage, conn transport.Conn) (*Server, error) {
 	if err := s.reconcile(); err != nil {
 		return nil, err
 	}
-	if _, inMemory := st.(*MemStorage); !inMemory {
-		s.writes, s.wdone = make(chan *LogWrite, 1), make(chan struct{})
-		go s.writeLog()
-	}
 	go s.run()
 	return s, nil
-}
-
-// writeLog performs the core's log writes, one at a time, in order, and
-// hands each back to the core's goroutine when it is done.
-func (s *Server) writeLog() {
-	defer close(s.wdone)
-	for w := range s.writes {
-		w.Do()
-		s.mu.Lock()
-		s.written = append(s.written, w)
-		s.mu.Unlock()
-		select {
-		case s.notify <- struct{}{}:
-		default:
-		}
-	}
 }
 
 func (s *Server) enqueue(m Msg) {
@@ -119,14 +86,9 @@ func (s *Server) enqueue(m Msg) {
 
 func (s *Server) run() {
 	defer close(s.done)
-	if s.writes != nil {
-		// A write in flight finishes before the storage can be closed.
-		defer func() { close(s.writes); <-s.wdone }()
-	}
 	ticker := time.NewTicker(s.tick)
 	defer ticker.Stop()
 	var batch []Msg
-	var written []*LogWrite
 	for {
 		select {
 		case <-s.stop:
@@ -139,49 +101,23 @@ func (s *Server) run() {
 		}
 		s.mu.Lock()
 		batch, s.inbox = s.inbox, batch[:0]
-		written, s.written = s.written, written[:0]
 		s.mu.Unlock()
 		now := time.Now().UnixNano()
-		for _, w := range written {
-			if err := s.core.LogWritten(w); err != nil {
-				s.fail(err)
-				return
-			}
-		}
-		clear(written)
 		for _, m := range batch {
 			s.core.Receive(now, m)
 		}
 		clear(batch)
-		if err := s.process(now); err != nil {
-			s.fail(err)
+		if err := s.core.Process(now); err != nil {
+			s.log.Error("replica stopped", "err", err)
+			s.mu.Lock()
+			s.err = err
+			s.mu.Unlock()
 			return
 		}
 		if err := s.reconcile(); err != nil {
 			s.log.Warn("subscriptions", "err", err)
 		}
 	}
-}
-
-// process runs the core and hands its next log write to the writer.
-func (s *Server) process(now int64) error {
-	if s.writes == nil {
-		return s.core.ProcessWriting(now)
-	}
-	if err := s.core.Process(now); err != nil {
-		return err
-	}
-	if w := s.core.TakeLogWrite(); w != nil {
-		s.writes <- w // never blocks: one write is out at a time
-	}
-	return nil
-}
-
-func (s *Server) fail(err error) {
-	s.log.Error("replica stopped", "err", err)
-	s.mu.Lock()
-	s.err = err
-	s.mu.Unlock()
 }
 
 // reconcile subscribes to what the core listens on now, and unsubscribes

@@ -27,7 +27,6 @@ type Faults struct {
 	BitFlipRate   float64 // per step: flip a bit in a minority node's log
 	ClockSkewMax  int64   // nanoseconds: each node's clock is off by up to this
 	ClientCrash   float64 // per step: a client process dies
-	SlowDisk      float64 // per log write: it takes 1 to 3 steps instead of none
 }
 
 // swarm draws a fault configuration: every class on with probability 1/2.
@@ -72,9 +71,6 @@ func swarm(r *rand.Rand) *Faults {
 	if on() {
 		f.ClientCrash = 0.0005 + 0.002*r.Float64()
 	}
-	if on() {
-		f.SlowDisk = 0.05 + 0.6*r.Float64()
-	}
 	return f
 }
 
@@ -94,6 +90,6 @@ func (f *Faults) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "loss=%.3f dup=%.3f reorder=%.3f delay=%d..%d steps spike=%.3f", f.LossRate, f.DupRate, f.ReorderRate, f.DelayMin, f.DelayMax, f.DelaySpike)
 	fmt.Fprintf(&b, " crash=%.4f torn=%v restart<=%d pause=%.4f/%d partition=%.4f heal=%.4f", f.CrashRate, f.TornWrites, f.RestartSteps, f.PauseRate, f.PauseSteps, f.PartitionRate, f.HealRate)
-	fmt.Fprintf(&b, " disk_errors=%.4f bit_flips=%.4f clock_skew<=%dms client_crash=%.4f slow_disk=%.3f", f.DiskErrorRate, f.BitFlipRate, f.ClockSkewMax/1_000_000, f.ClientCrash, f.SlowDisk)
+	fmt.Fprintf(&b, " disk_errors=%.4f bit_flips=%.4f clock_skew<=%dms client_crash=%.4f", f.DiskErrorRate, f.BitFlipRate, f.ClockSkewMax/1_000_000, f.ClientCrash)
 	return b.String()
 }

@@ -148,17 +148,8 @@ func (w *World) advance(liveness bool) {
 			continue
 		}
 		now := w.nodeNow(n)
-		if n.write != nil && n.writeDue <= w.now {
-			lw := n.write
-			n.write = nil
-			lw.Do()
-			if err := n.core.LogWritten(lw); err != nil {
-				w.crashNode(n, err.Error())
-				continue
-			}
-		}
 		n.core.Tick(now)
-		if err := w.process(n, now); err != nil {
+		if err := n.core.Process(now); err != nil {
 			w.crashNode(n, err.Error())
 			continue
 		}
@@ -166,31 +157,6 @@ func (w *World) advance(liveness bool) {
 	}
 	for _, c := range w.clients {
 		c.step(liveness)
-	}
-}
-
-// process runs a node's core and its log writes: at once, or (a slow disk)
-// a few steps later, while the core goes on.
-func (w *World) process(n *simNode, now int64) error {
-	for {
-		if err := n.core.Process(now); err != nil {
-			return err
-		}
-		if n.write != nil {
-			return nil
-		}
-		lw := n.core.TakeLogWrite()
-		if lw == nil {
-			return nil
-		}
-		if f := w.faults.SlowDisk; f > 0 && w.disk.Float64() < f {
-			n.write, n.writeDue = lw, w.now+int64(1+w.disk.IntN(3))*stepNanos
-			return nil
-		}
-		lw.Do()
-		if err := n.core.LogWritten(lw); err != nil {
-			return err
-		}
 	}
 }
 

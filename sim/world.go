@@ -110,7 +110,6 @@ type Stats struct {
 type World struct {
 	cfg      Config
 	r        *rand.Rand
-	disk     *rand.Rand // how long each log write takes
 	faults   *Faults
 	net      *network
 	nodes    []*simNode
@@ -163,8 +162,6 @@ type simNode struct {
 	skew         int64
 	applied      uint64
 	writeErrors  bool
-	write        *node.LogWrite // the log write in flight, done at writeDue
-	writeDue     int64
 	join         bool // added to a running cluster: starts without bootstrapping
 	retired      bool // removed from the cluster: stopped, no longer checked
 }
@@ -198,7 +195,6 @@ func New(cfg Config) *World {
 		w.faults = &f
 	}
 	w.net = newNetwork(stream(2), w.faults)
-	w.disk = stream(3)
 	w.subjects = node.SubjectsFor("_STAN.discover", "sim")
 	for i := 0; i < 1+root.IntN(3); i++ {
 		w.channels = append(w.channels, fmt.Sprintf("ch%d", i))
@@ -335,9 +331,7 @@ func (w *World) startNode(n *simNode) {
 func (w *World) crashNode(n *simNode, why string) {
 	w.tracef("node %s crashes: %s", n.name, why)
 	w.stats.NodeCrashes++
-	// No Close: unsynced writes must not be flushed. A log write in flight
-	// never happens.
-	n.up, n.core, n.st, n.write = false, nil, nil, nil
+	n.up, n.core, n.st = false, nil, nil // no Close: unsynced writes must not be flushed
 	n.fs.Crash()
 	n.fs.ClearFaults()
 	n.writeErrors = false
