@@ -62,11 +62,6 @@ type WALOptions struct {
 // fails, the state on disk is unknown: the WAL refuses every later write and
 // must be closed and reopened.
 type WAL struct {
-	// wmu serializes the writes; mu guards the memory state. Save holds
-	// only wmu while it fsyncs, so that raft can read the log meanwhile
-	// (the entries being synced are visible before they are durable; raft
-	// counts them as stable only when Save returns).
-	wmu  sync.Mutex
 	mu   sync.Mutex
 	fsys FS
 	dir  string
@@ -533,26 +528,17 @@ func marshal(m proto.Message) []byte {
 // first if the active one is full, and syncs if sync is set. The caller holds
 // w.mu and updates the memory state only if write succeeds.
 func (w *WAL) write(buf []byte, sync bool) error {
-	if err := w.usable(); err != nil {
-		return err
-	}
-	err := w.writeLocked(buf, sync)
-	if err != nil {
-		w.failed = err
-	}
-	return err
-}
-
-// usable reports why the WAL takes no more writes, if it does not. The
-// caller holds w.mu.
-func (w *WAL) usable() error {
 	if w.closed {
 		return errors.New("wal closed")
 	}
 	if w.failed != nil {
 		return fmt.Errorf("wal failed earlier: %w", w.failed)
 	}
-	return nil
+	err := w.writeLocked(buf, sync)
+	if err != nil {
+		w.failed = err
+	}
+	return err
 }
 
 func (w *WAL) writeLocked(buf []byte, sync bool) error {
@@ -587,37 +573,6 @@ func (w *WAL) writeLocked(buf []byte, sync bool) error {
 // ignored. Entries must be contiguous and must not leave a gap after the
 // last index: raft guarantees both, and Save panics otherwise.
 func (w *WAL) Save(hardState *raftpb.HardState, entries []*raftpb.Entry, mustSync bool) error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
-	entries, hs, err := w.writeBatch(hardState, entries)
-	if err != nil {
-		return err
-	}
-	if mustSync {
-		if err := w.syncUnlocked(); err != nil {
-			return fmt.Errorf("save: %w", err)
-		}
-	}
-	if len(entries) == 0 && hs == nil {
-		return nil
-	}
-	// The memory state changes only once the batch is written (and
-	// durable, if asked): a failed save changes nothing.
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.appendEntries(entries); err != nil {
-		panic(fmt.Sprintf("storage: save: %v", err))
-	}
-	if hs != nil {
-		w.hardState = proto.Clone(hs).(*raftpb.HardState)
-	}
-	return nil
-}
-
-// writeBatch writes a Save's batch to the active segment without syncing,
-// and returns the entries to append to the memory state and the hard state
-// to record (nil for none). The caller holds w.wmu.
-func (w *WAL) writeBatch(hardState *raftpb.HardState, entries []*raftpb.Entry) ([]*raftpb.Entry, *raftpb.HardState, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i := 1; i < len(entries); i++ {
@@ -629,45 +584,43 @@ func (w *WAL) writeBatch(hardState *raftpb.HardState, entries []*raftpb.Entry) (
 	if len(entries) > 0 && entries[0].GetIndex() > w.lastIndex()+1 {
 		panic(fmt.Sprintf("storage: save: missing log entry [last: %d, append at: %d]", w.lastIndex(), entries[0].GetIndex()))
 	}
-	var hs *raftpb.HardState
-	if !raft.IsEmptyHardState(hardState) {
-		hs = hardState
+	hasState := !raft.IsEmptyHardState(hardState)
+	if len(entries) == 0 && !hasState {
+		if mustSync {
+			return w.syncLocked()
+		}
+		return nil
 	}
-	if len(entries) == 0 && hs == nil {
-		return nil, nil, nil
+	var hs *raftpb.HardState
+	if hasState {
+		hs = hardState
 	}
 	buf, err := appendBatch(w.buf[:0], entries, hs)
 	if err != nil {
-		return nil, nil, fmt.Errorf("save: %w", err)
+		return fmt.Errorf("save: %w", err)
 	}
 	w.buf = buf
-	if err := w.write(buf, false); err != nil {
-		return nil, nil, fmt.Errorf("save: %w", err)
+	if err := w.write(buf, mustSync); err != nil {
+		return fmt.Errorf("save: %w", err)
 	}
-	return entries, hs, nil
+	if err := w.appendEntries(entries); err != nil {
+		panic(fmt.Sprintf("storage: save: %v", err))
+	}
+	if hasState {
+		w.hardState = proto.Clone(hardState).(*raftpb.HardState)
+	}
+	return nil
 }
 
 // Sync makes every write so far durable.
 func (w *WAL) Sync() error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
-	return w.syncUnlocked()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.syncLocked()
 }
 
-// syncUnlocked syncs the active segment without holding w.mu, so that
-// readers go on meanwhile. The caller holds w.wmu: no other write can cut,
-// close or fail the WAL under it.
-func (w *WAL) syncUnlocked() error {
-	w.mu.Lock()
-	f, err := w.active, w.usable()
-	w.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("sync: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		w.mu.Lock()
-		w.failed = err
-		w.mu.Unlock()
+func (w *WAL) syncLocked() error {
+	if err := w.write(nil, true); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	return nil
@@ -725,8 +678,6 @@ func (w *WAL) compact(index uint64) {
 // recovers only the metadata. It returns raft.ErrSnapOutOfDate if snap is
 // not newer than the current snapshot.
 func (w *WAL) ApplySnapshot(snap *raftpb.Snapshot) error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	snap = raftpb.EnsureSnapshot(proto.Clone(raftpb.EnsureSnapshot(snap)).(*raftpb.Snapshot))
@@ -756,8 +707,6 @@ func (w *WAL) ApplySnapshot(snap *raftpb.Snapshot) error {
 // raft.ErrSnapOutOfDate if i is not newer than the current snapshot and
 // raft.ErrCompacted if entry i is compacted.
 func (w *WAL) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error) {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if i <= w.snapshot.GetMetadata().GetIndex() {
@@ -803,8 +752,6 @@ func (w *WAL) SetSnapshotData(index uint64, data []byte) error {
 // compactIndex is already compacted and panics if it is past the last index.
 // The application must not compact past its applied index.
 func (w *WAL) Compact(compactIndex uint64) error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	offset := w.ents[0].GetIndex()
@@ -869,8 +816,6 @@ func (w *WAL) Segments() []string {
 // Close closes the active segment and releases the directory lock. It does
 // not sync: unsynced writes are lost only if the machine crashes.
 func (w *WAL) Close() error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {

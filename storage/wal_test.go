@@ -3,7 +3,6 @@ package storage
 import (
 	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -437,70 +436,4 @@ func mustPanic(t *testing.T, what string, fn func()) {
 		}
 	}()
 	fn()
-}
-
-// gatedFS holds every Sync of a file until the test lets it go.
-type gatedFS struct {
-	FS
-	syncing chan struct{} // a Sync started
-	release chan struct{} // let it finish
-}
-
-type gatedFile struct {
-	File
-	fs *gatedFS
-}
-
-func (g *gatedFS) Create(name string) (File, error) {
-	f, err := g.FS.Create(name)
-	return &gatedFile{File: f, fs: g}, err
-}
-
-func (g *gatedFS) Open(name string) (File, error) {
-	f, err := g.FS.Open(name)
-	return &gatedFile{File: f, fs: g}, err
-}
-
-func (f *gatedFile) Sync() error {
-	if f.fs.syncing != nil {
-		f.fs.syncing <- struct{}{}
-		<-f.fs.release
-	}
-	return f.File.Sync()
-}
-
-// TestWALReadsWhileSaveSyncs checks that raft can read the log while a Save
-// waits for its fsync (the core steps and sends meanwhile), that the read
-// sees the log as it was before the Save, and the new entries once it
-// returns.
-func TestWALReadsWhileSaveSyncs(t *testing.T) {
-	g := &gatedFS{FS: NewMemFS(MemFSOptions{})}
-	w := openWAL(t, g, "/wal", WALOptions{})
-	if err := w.Save(hardState(1, 1, 0), ents(1, 3, 1), true); err != nil {
-		t.Fatal(err)
-	}
-	g.syncing, g.release = make(chan struct{}), make(chan struct{})
-	saved := make(chan error)
-	go func() { saved <- w.Save(hardState(1, 1, 3), ents(4, 6, 1), true) }()
-	<-g.syncing
-	if last, _ := w.LastIndex(); last != 3 {
-		t.Errorf("last index during the sync: %d, want 3", last)
-	}
-	if term, err := w.Term(3); err != nil || term != 1 {
-		t.Errorf("term of 3 during the sync: %d, %v", term, err)
-	}
-	if es, err := w.Entries(1, 4, math.MaxUint64); err != nil || len(es) != 3 {
-		t.Errorf("entries during the sync: %d, %v", len(es), err)
-	}
-	close(g.release)
-	if err := <-saved; err != nil {
-		t.Fatal(err)
-	}
-	g.syncing = nil
-	if last, _ := w.LastIndex(); last != 6 {
-		t.Errorf("last index after the save: %d, want 6", last)
-	}
-	if hs, _, _ := w.InitialState(); hs.GetCommit() != 3 {
-		t.Errorf("commit after the save: %d, want 3", hs.GetCommit())
-	}
 }
