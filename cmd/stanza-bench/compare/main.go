@@ -100,6 +100,15 @@ func stanzaCluster(dir string, i int) []string {
 		"-st", "FILE", "--dir", dir)
 }
 
+// natsArgs start plain nats-server node i of nodes, routed like the
+// servers' embedded ones: the ack-only ceiling runs on them.
+func natsArgs(nodes, i int) []string {
+	if nodes == 1 {
+		return listen(i)
+	}
+	return append(listen(i), "--cluster", routeURL(i), "--routes", strings.Join([]string{routeURL(0), routeURL(1), routeURL(2)}, ","))
+}
+
 var setups = []setup{
 	{
 		name: "memory", title: "memory, 1 node", nodes: 1,
@@ -152,6 +161,7 @@ type driver struct {
 	procs    []*exec.Cmd
 	scale    float64
 	replay   int
+	ceiling  bool
 	res      results
 }
 
@@ -163,6 +173,7 @@ func main() {
 	out := flag.String("out", "", "Directory for the table, raw results, logs and plot (default: a new temporary one)")
 	nss := flag.String("nss", "", "Use this nats-streaming-server binary instead of building v0.25.6")
 	stanza := flag.String("stanza", "", "Use this stanza binary instead of building ./cmd/stanza")
+	ceiling := flag.Bool("ceiling", true, "Also run the publish workloads against an ack-only server on plain nats-server: the transport's ceiling")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 
@@ -174,7 +185,7 @@ func main() {
 		}
 		chosen = append(chosen, setups[i])
 	}
-	d := &driver{scale: *scale, replay: *replay, bins: map[string]string{}}
+	d := &driver{scale: *scale, replay: *replay, bins: map[string]string{}, ceiling: *ceiling}
 	d.res.Samples = map[string]map[string]map[string][]sample{}
 	d.res.RSS = map[string]map[string][]float64{}
 	var err error
@@ -210,6 +221,9 @@ func main() {
 			if (r+ci)%2 == 1 {
 				order = []string{"stanza", "stan"}
 			}
+			if *ceiling {
+				order = append(order, "ceiling")
+			}
 			for _, srv := range order {
 				d.runSetup(r, s, srv)
 			}
@@ -239,6 +253,13 @@ func (d *driver) build(nss, stanza string) error {
 	}
 	if err := run("", "go", "build", "-o", d.bins["bench"], "./cmd/stanza-bench"); err != nil {
 		return err
+	}
+	if d.ceiling {
+		// The nats-server stanza embeds, from our own go.mod.
+		d.bins["ceiling"] = filepath.Join(d.tmp, "nats-server")
+		if err := run("", "go", "build", "-o", d.bins["ceiling"], "github.com/nats-io/nats-server/v2"); err != nil {
+			return err
+		}
 	}
 	if nss != "" {
 		d.bins["stan"] = nss
@@ -272,8 +293,11 @@ func (d *driver) runSetup(round int, s setup, srv string) {
 	defer d.stopAll()
 	for i := range s.nodes {
 		args := s.stanza
-		if srv == "stan" {
+		switch srv {
+		case "stan":
 			args = s.stan
+		case "ceiling":
+			args = func(string, int) []string { return natsArgs(s.nodes, i) }
 		}
 		ndir := filepath.Join(dir, ids[i:i+1])
 		if err := d.start(srv, filepath.Join(d.out, "logs", fmt.Sprintf("%s-%c.log", tag, ids[i])), args(ndir, i)); err != nil {
@@ -282,11 +306,22 @@ func (d *driver) runSetup(round int, s setup, srv string) {
 		}
 	}
 	url := fmt.Sprintf("nats://127.0.0.1:%d", clientPort)
+	if srv == "ceiling" {
+		// The acknowledging process sits on node a, like a leader; the
+		// clients on b.
+		time.Sleep(time.Second) // the routes form
+		ack := []string{"-ack-server", "-s", url}
+		if err := d.start("bench", filepath.Join(d.out, "logs", tag+"-ack-server.log"), ack); err != nil {
+			d.fail(tag, err)
+			return
+		}
+		url = fmt.Sprintf("nats://127.0.0.1:%d", clientPort+(1%s.nodes))
+	}
 	if err := waitReady(url, 60*time.Second); err != nil {
 		d.fail(tag, err)
 		return
 	}
-	if s.nodes > 1 {
+	if s.nodes > 1 && srv != "ceiling" {
 		// Where the client sits against the leader changes every figure
 		// (a client on a follower's NATS server reaches the leader over
 		// routes, both ways): the clients connect to a follower, whichever
@@ -305,6 +340,9 @@ func (d *driver) runSetup(round int, s setup, srv string) {
 		log.Printf("%s: leader %c, clients on %c", tag, ids[leader], ids[client])
 	}
 	for _, w := range workloads {
+		if srv == "ceiling" && w.metric != "pub" {
+			continue // it keeps nothing to deliver
+		}
 		n := d.replay
 		if w.key != "replay" {
 			n = int(float64(s.n[w.key]) * d.scale)
@@ -596,9 +634,9 @@ func lat(ss []sample) string {
 // table renders the medians as Markdown.
 func (d *driver) table(chosen []setup, rounds int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Medians of %d round(s); rates in msgs/s; latency p50 / p99 is publish-to-ack for publish rows and publish-to-delivery for the pub+sub row.\n\n", rounds)
-	b.WriteString("| configuration | workload | STAN | stanza | stanza/STAN | STAN p50 / p99 | stanza p50 / p99 |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "Medians of %d round(s); rates in msgs/s; latency p50 / p99 is publish-to-ack for publish rows and publish-to-delivery for the pub+sub row. The ack-only ceiling is stanza-bench -ack-server on plain nats-server, placed like the leader: it acknowledges every publish at once, storing and replicating nothing.\n\n", rounds)
+	b.WriteString("| configuration | workload | STAN | stanza | stanza/STAN | ack-only ceiling | STAN p50 / p99 | stanza p50 / p99 |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range chosen {
 		for _, w := range workloads {
 			m := d.res.Samples[s.name][w.key]
@@ -612,7 +650,8 @@ func (d *driver) table(chosen []setup, rounds int) string {
 			if w.key == "replay" {
 				label = fmt.Sprintf("replay %dk stored msgs to a new sub", d.replay/1000)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", s.title, label, rate(st, ns), rate(sz, nz), ratio, lat(m["stan"]), lat(m["stanza"]))
+			cl, nc := med(m["ceiling"], func(s sample) float64 { return s.Rate })
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.title, label, rate(st, ns), rate(sz, nz), ratio, rate(cl, nc), lat(m["stan"]), lat(m["stanza"]))
 		}
 	}
 	b.WriteString("\nServer CPU per message (user + system time of every node of the server during the workload, divided by its messages; median, µs). It measures work, not speed: it moves far less than the rates when the machine is shared.\n\n")
