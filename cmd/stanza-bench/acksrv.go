@@ -16,8 +16,8 @@ import (
 // answers connects, pings and closes, and acknowledges every publish at
 // once. It stores nothing, replicates nothing and refuses subscriptions.
 // make bench runs it on the same NATS servers, in the same places, as the
-// real servers: what a publisher gets from it is what the transport alone
-// allows on this machine, the ceiling for any STAN server.
+// real servers: what a publisher gets from it is what the transport carries
+// for a server with nothing else to do.
 type ackServer struct {
 	nc     *nats.Conn
 	prefix string // of the subjects it hands out

@@ -24,13 +24,13 @@ func TestAckServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	a, err := startAckServer(nc, "ceiling")
+	a, err := startAckServer(nc, "ack-only")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.stop()
 
-	sc, err := stan.Connect("ceiling", "pub", stan.NatsURL(e.ClientURL()), stan.ConnectWait(2*time.Second))
+	sc, err := stan.Connect("ack-only", "pub", stan.NatsURL(e.ClientURL()), stan.ConnectWait(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

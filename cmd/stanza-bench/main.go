@@ -99,7 +99,7 @@ func main() {
 	fs.DurationVar(&c.timeout, "timeout", 0, "Give up (exit 1) after this long (0 = never)")
 	fs.StringVar(&c.jsonFile, "json", "", "Write the rates and latencies to this file as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "Write a CPU profile of this client to this file")
-	ackOnly := fs.Bool("ack-server", false, "Run no benchmark: act as a STAN server on -s that acknowledges every publish at once and stores nothing (the transport's ceiling, for make bench), until interrupted")
+	ackOnly := fs.Bool("ack-server", false, "Run no benchmark: act as a STAN server on -s that acknowledges every publish at once and stores nothing (make bench's transport reference), until interrupted")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "Usage: stanza-bench [flags] <subject>\n")
 		fs.PrintDefaults()
