@@ -51,6 +51,11 @@ type Config struct {
 	// lagging follower catches up from the log instead of a snapshot.
 	TrailingEntries uint64
 	Logger          *slog.Logger
+	// MetricsClock reads the time for the commit latency metric, whose
+	// proposal and apply can fall in one Process call (always, on a single
+	// node): the shell passes its clock. It decides nothing. Nil (the
+	// simulator) uses the time passed to Process.
+	MetricsClock func() int64
 	// Join starts a replica with an empty log as a new member of a running
 	// cluster: it does not bootstrap, and waits for the leader, once an
 	// operator added it (node.add), to send it the log or a snapshot.

@@ -373,7 +373,11 @@ func (c *Core) respond(subject string, m proto.Message) {
 // carryOut sends what an applied command decided: the reply, PubAcks, then
 // deliveries (a subscriber gets its SubscriptionResponse before any message).
 func (c *Core) carryOut(nowNanos int64, cmd *pb.Command, res statemachine.Result) {
-	c.stats.CommitLatency.Observe(nowNanos - cmd.GetNowNanos())
+	applied := nowNanos
+	if c.cfg.MetricsClock != nil {
+		applied = c.cfg.MetricsClock()
+	}
+	c.stats.CommitLatency.Observe(applied - cmd.GetNowNanos())
 	if a, ok := cmd.Op.(*pb.Command_Acks); ok {
 		c.stats.Acks += uint64(len(a.Acks.GetAcks()))
 	}

@@ -55,6 +55,9 @@ func (s *Server) saveLatency() Histogram { return s.store.save }
 // StartServer starts a replica on conn with storage.
 func StartServer(cfg Config, st Storage, conn transport.Conn) (*Server, error) {
 	cfg.Defaults()
+	if cfg.MetricsClock == nil {
+		cfg.MetricsClock = func() int64 { return time.Now().UnixNano() }
+	}
 	s := &Server{conn: conn, log: cfg.Logger, tick: time.Duration(cfg.TickNanos), notify: make(chan struct{}, 1),
 		do: make(chan func(*Core)), stop: make(chan struct{}), done: make(chan struct{}), subs: map[string]transport.Subscription{}}
 	s.store = &timedStorage{Storage: st}
