@@ -76,6 +76,10 @@ type Core struct {
 	stats     Stats            // what this replica received and sent while leading (monitor.go)
 	onApply   func(index, term uint64, data []byte)
 
+	// queuedAcks counts the acks in the last queued command, while it is
+	// an Acks command (queueAck bounds a command at acksBatchMax).
+	queuedAcks int
+
 	listen        []string // what Listen returned, for listenServing
 	listenServing bool
 }
@@ -660,8 +664,8 @@ func (c *Core) flushQueue(nowNanos int64) {
 		if len(raws) > 0 && raws[0].cmd == cmd {
 			data = encodePublishCommand(nowNanos, raws[0].msgs, cmd.GetPublish().GetAckSubjects())
 			raws = raws[1:]
-		} else if a, ok := cmd.Op.(*pb.Command_Acks); ok && cmd.ReplyTo == "" {
-			data = encodeAcksCommand(nowNanos, a.Acks.GetAcks())
+		} else if a, ok := cmd.Op.(*pb.Command_Acks); ok && cmd.ReplyTo == "" && len(a.Acks.GetAcks()) == 0 {
+			data = encodeAcksCommand(nowNanos, a.Acks.GetRuns())
 		} else {
 			data = statemachine.EncodeCommand(cmd)
 		}

@@ -28,7 +28,7 @@ func (c *Core) request(nowNanos int64, m Msg) {
 			c.log.Debug("dropping malformed ack", "subject", m.Subject, "err", err)
 			return
 		}
-		c.queueAck(&pb.AckFrom{AckInbox: m.Subject, Ack: ack})
+		c.queueAck(m.Subject, ack)
 	case m.Subject == c.subj.Discover:
 		c.connectRequest(nowNanos, m)
 	case m.Subject == c.subj.Pings:
@@ -150,60 +150,71 @@ func encodePublishCommand(nowNanos int64, raw [][]byte, ackSubjects []string) []
 	return b
 }
 
-// encodeAcksCommand is proto.Marshal of an Acks command, by hand: a
+// encodeAcksCommand is proto.Marshal of an Acks command of runs, by hand: a
 // subscriber's every delivery comes back as an ack.
-func encodeAcksCommand(nowNanos int64, acks []*pb.AckFrom) []byte {
-	ackSize := func(a *pb.Ack) int {
+func encodeAcksCommand(nowNanos int64, runs []*pb.AckRun) []byte {
+	seqsSize := func(r *pb.AckRun) int {
 		n := 0
-		if s := a.GetSubject(); s != "" {
-			n += 1 + protowire.SizeBytes(len(s))
-		}
-		if q := a.GetSequence(); q != 0 {
-			n += 1 + protowire.SizeVarint(q)
+		for _, q := range r.GetSequences() {
+			n += protowire.SizeVarint(q)
 		}
 		return n
 	}
-	fromSize := func(f *pb.AckFrom) int {
+	runSize := func(r *pb.AckRun) int {
 		n := 0
-		if s := f.GetAckInbox(); s != "" {
+		if s := r.GetAckInbox(); s != "" {
 			n += 1 + protowire.SizeBytes(len(s))
 		}
-		if a := f.GetAck(); a != nil {
-			n += 1 + protowire.SizeBytes(ackSize(a))
+		if s := r.GetSubject(); s != "" {
+			n += 1 + protowire.SizeBytes(len(s))
+		}
+		if len(r.GetSequences()) > 0 {
+			n += 1 + protowire.SizeBytes(seqsSize(r))
 		}
 		return n
 	}
 	inner := 0
-	for _, f := range acks {
-		inner += 1 + protowire.SizeBytes(fromSize(f))
+	for _, r := range runs {
+		inner += 1 + protowire.SizeBytes(runSize(r))
 	}
 	b := commandHeader(nowNanos, 7, inner)
-	for _, f := range acks {
-		b = protowire.AppendVarint(append(b, 1<<3|byte(protowire.BytesType)), uint64(fromSize(f)))
-		if s := f.GetAckInbox(); s != "" {
+	for _, r := range runs {
+		b = protowire.AppendVarint(append(b, 2<<3|byte(protowire.BytesType)), uint64(runSize(r)))
+		if s := r.GetAckInbox(); s != "" {
 			b = protowire.AppendString(append(b, 1<<3|byte(protowire.BytesType)), s)
 		}
-		if a := f.GetAck(); a != nil {
-			b = protowire.AppendVarint(append(b, 2<<3|byte(protowire.BytesType)), uint64(ackSize(a)))
-			if s := a.GetSubject(); s != "" {
-				b = protowire.AppendString(append(b, 1<<3|byte(protowire.BytesType)), s)
-			}
-			if q := a.GetSequence(); q != 0 {
-				b = protowire.AppendVarint(append(b, 2<<3|byte(protowire.VarintType)), q)
+		if s := r.GetSubject(); s != "" {
+			b = protowire.AppendString(append(b, 2<<3|byte(protowire.BytesType)), s)
+		}
+		if len(r.GetSequences()) > 0 {
+			b = protowire.AppendVarint(append(b, 3<<3|byte(protowire.BytesType)), uint64(seqsSize(r)))
+			for _, q := range r.GetSequences() {
+				b = protowire.AppendVarint(b, q)
 			}
 		}
 	}
 	return b
 }
 
-func (c *Core) queueAck(af *pb.AckFrom) {
-	if n := len(c.queue); n > 0 {
-		if a, ok := c.queue[n-1].Op.(*pb.Command_Acks); ok && len(a.Acks.Acks) < acksBatchMax {
-			a.Acks.Acks = append(a.Acks.Acks, af)
+// queueAck adds an ack to the last queued command if it is an Acks command
+// with room, to its last run if the ack came on the same inbox for the same
+// channel; else it starts a run, or a command.
+func (c *Core) queueAck(ackInbox string, ack *pb.Ack) {
+	if n := len(c.queue); n > 0 && c.queuedAcks < acksBatchMax {
+		if a, ok := c.queue[n-1].Op.(*pb.Command_Acks); ok {
+			runs := a.Acks.Runs
+			if r := runs[len(runs)-1]; r.AckInbox == ackInbox && r.Subject == ack.GetSubject() {
+				r.Sequences = append(r.Sequences, ack.GetSequence())
+			} else {
+				a.Acks.Runs = append(runs, &pb.AckRun{AckInbox: ackInbox, Subject: ack.GetSubject(), Sequences: []uint64{ack.GetSequence()}})
+			}
+			c.queuedAcks++
 			return
 		}
 	}
-	c.queue = append(c.queue, &pb.Command{Op: &pb.Command_Acks{Acks: &pb.Acks{Acks: []*pb.AckFrom{af}}}})
+	run := &pb.AckRun{AckInbox: ackInbox, Subject: ack.GetSubject(), Sequences: []uint64{ack.GetSequence()}}
+	c.queue = append(c.queue, &pb.Command{Op: &pb.Command_Acks{Acks: &pb.Acks{Runs: []*pb.AckRun{run}}}})
+	c.queuedAcks = 1
 }
 
 func (c *Core) connectRequest(nowNanos int64, m Msg) {
@@ -380,6 +391,9 @@ func (c *Core) carryOut(nowNanos int64, cmd *pb.Command, res statemachine.Result
 	c.stats.CommitLatency.Observe(applied - cmd.GetNowNanos())
 	if a, ok := cmd.Op.(*pb.Command_Acks); ok {
 		c.stats.Acks += uint64(len(a.Acks.GetAcks()))
+		for _, r := range a.Acks.GetRuns() {
+			c.stats.Acks += uint64(len(r.GetSequences()))
+		}
 	}
 	switch op := cmd.Op.(type) {
 	case *pb.Command_Connect:

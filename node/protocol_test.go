@@ -787,20 +787,53 @@ func TestEncodePubAckMatchesProto(t *testing.T) {
 // TestEncodeAcksCommandMatchesProto: the hand-made Acks command is
 // proto.Marshal's.
 func TestEncodeAcksCommandMatchesProto(t *testing.T) {
-	acks := []*pb.AckFrom{
-		{AckInbox: "_STAN.ack.x.1", Ack: &pb.Ack{Subject: "foo", Sequence: 1}},
-		{AckInbox: strings.Repeat("i", 200), Ack: &pb.Ack{Subject: strings.Repeat("s", 130), Sequence: 1 << 50}},
+	runs := []*pb.AckRun{
+		{AckInbox: "_STAN.ack.x.1", Subject: "foo", Sequences: []uint64{1, 2, 3}},
+		{AckInbox: strings.Repeat("i", 200), Subject: strings.Repeat("s", 130), Sequences: []uint64{1 << 50, 0, 127, 128}},
 		{AckInbox: "only"},
-		{Ack: &pb.Ack{}},
+		{Subject: "subject only", Sequences: []uint64{0}},
 		{},
 	}
 	for _, now := range []int64{0, 1, -5, 1 << 62} {
-		for n := range len(acks) + 1 {
-			want := statemachine.EncodeCommand(statemachine.NewCommand(now, &pb.Acks{Acks: acks[:n]}))
-			if got := encodeAcksCommand(now, acks[:n]); !bytes.Equal(got, want) {
-				t.Errorf("now %d, %d acks: got %x, want %x", now, n, got, want)
+		for n := range len(runs) + 1 {
+			want := statemachine.EncodeCommand(statemachine.NewCommand(now, &pb.Acks{Runs: runs[:n]}))
+			if got := encodeAcksCommand(now, runs[:n]); !bytes.Equal(got, want) {
+				t.Errorf("now %d, %d runs: got %x, want %x", now, n, got, want)
 			}
 		}
+	}
+}
+
+// TestAcksQueueAsRuns: acks are batched into one command, a run per
+// consecutive (inbox, channel), at most acksBatchMax acks a command.
+func TestAcksQueueAsRuns(t *testing.T) {
+	c := &Core{}
+	ack := func(inbox, subject string, seq uint64) { c.queueAck(inbox, &pb.Ack{Subject: subject, Sequence: seq}) }
+	ack("i1", "foo", 1)
+	ack("i1", "foo", 2)
+	ack("i2", "foo", 7)
+	ack("i1", "foo", 3)
+	ack("i1", "bar", 4)
+	if len(c.queue) != 1 {
+		t.Fatalf("%d commands, want 1", len(c.queue))
+	}
+	got := c.queue[0].GetAcks().GetRuns()
+	want := []*pb.AckRun{{AckInbox: "i1", Subject: "foo", Sequences: []uint64{1, 2}}, {AckInbox: "i2", Subject: "foo", Sequences: []uint64{7}},
+		{AckInbox: "i1", Subject: "foo", Sequences: []uint64{3}}, {AckInbox: "i1", Subject: "bar", Sequences: []uint64{4}}}
+	if len(got) != len(want) {
+		t.Fatalf("runs %v, want %v", got, want)
+	}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) {
+			t.Errorf("run %d: %v, want %v", i, got[i], want[i])
+		}
+	}
+	c.queue = nil
+	for i := range acksBatchMax + 1 {
+		ack("i1", "foo", uint64(i+1))
+	}
+	if len(c.queue) != 2 || len(c.queue[0].GetAcks().GetRuns()[0].GetSequences()) != acksBatchMax {
+		t.Errorf("%d commands after %d acks, want 2 with %d in the first", len(c.queue), acksBatchMax+1, acksBatchMax)
 	}
 }
 

@@ -74,6 +74,11 @@ func FuzzDecodeCommand(f *testing.F) {
 		{Ack: &pb.Ack{}},
 	}}))
 	f.Add(acks)
+	f.Add(EncodeCommand(NewCommand(9, &pb.Acks{Runs: []*pb.AckRun{ // what leaders write now
+		{AckInbox: "_STAN.ack.x.1", Subject: "foo", Sequences: []uint64{1, 2, 300}},
+		{AckInbox: "_STAN.ack.x.2"},
+	}})))
+	f.Add(EncodeCommand(NewCommand(9, &pb.Acks{Acks: []*pb.AckFrom{{AckInbox: "a"}}, Runs: []*pb.AckRun{{Subject: "b"}}})))
 	f.Add([]byte{0x3a, 0x04, 0x0a, 0x02, 0x12, 0x00})             // an ack with an empty Ack
 	f.Add([]byte{0x3a, 0x06, 0x0a, 0x04, 0x12, 0x00, 0x12, 0x00}) // Ack twice: proto merges
 	f.Fuzz(func(t *testing.T, data []byte) {

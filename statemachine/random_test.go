@@ -214,3 +214,49 @@ func FuzzRestore(f *testing.F) {
 		}
 	})
 }
+
+// TestAckRunsApplyAsSingleAcks applies random commands to two replicas,
+// every Acks command to one as single acks and to the other as runs
+// (consecutive acks on one inbox for one channel merged, as the leader
+// queues them): every result and the final snapshots are the same.
+func TestAckRunsApplyAsSingleAcks(t *testing.T) {
+	gen := &commandGen{r: rand.New(rand.NewPCG(3, 4))}
+	cfg := Config{Limits: testLimits()}
+	single, runs := New(cfg), New(cfg)
+	merged := 0
+	for i := range 10000 {
+		cmd := gen.next(single)
+		other := cmd
+		if a, ok := cmd.Op.(*pb.Command_Acks); ok && len(a.Acks.GetAcks()) > 0 {
+			acks := a.Acks.GetAcks()
+			if gen.r.IntN(2) == 0 {
+				// One subscriber acking several deliveries in a row.
+				for _, af := range acks[1:] {
+					af.AckInbox = acks[0].GetAckInbox()
+				}
+			}
+			var rs []*pb.AckRun
+			for _, af := range acks {
+				if n := len(rs); n > 0 && rs[n-1].AckInbox == af.GetAckInbox() && rs[n-1].Subject == af.GetAck().GetSubject() {
+					rs[n-1].Sequences = append(rs[n-1].Sequences, af.GetAck().GetSequence())
+					merged++
+					continue
+				}
+				rs = append(rs, &pb.AckRun{AckInbox: af.GetAckInbox(), Subject: af.GetAck().GetSubject(), Sequences: []uint64{af.GetAck().GetSequence()}})
+			}
+			other = &pb.Command{NowNanos: cmd.NowNanos, Op: &pb.Command_Acks{Acks: &pb.Acks{Runs: rs}}}
+		}
+		if got, want := fmt.Sprint(render(runs.Apply(other))), fmt.Sprint(render(single.Apply(cmd))); got != want {
+			t.Fatalf("command %d (%v): runs gave %s, single acks %s", i, cmd, got, want)
+		}
+	}
+	if merged < 1000 {
+		t.Fatalf("only %d acks merged into runs: the test exercises too little", merged)
+	}
+	if !bytes.Equal(single.Snapshot(), runs.Snapshot()) {
+		t.Fatal("the replicas' snapshots differ")
+	}
+	if err := runs.CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -163,7 +163,7 @@ func (s *State) apply(cmd *pb.Command, records bool) Result {
 	case *pb.Command_Unsubscribe:
 		a.unsubscribe(op.Unsubscribe.GetRequest(), op.Unsubscribe.GetCloseOnly())
 	case *pb.Command_Acks:
-		a.acks(op.Acks.GetAcks())
+		a.acks(op.Acks)
 	case *pb.Command_Redeliver:
 		a.redeliver(op.Redeliver.GetSubID())
 	case *pb.Command_Expire:

@@ -91,28 +91,49 @@ func (a *applier) forget(sb *sub) {
 }
 
 // acks removes acknowledged messages from pending lists, then delivers what
-// the freed room allows.
-func (a *applier) acks(acks []*pb.AckFrom) {
-	for _, af := range acks {
-		sb := a.s.byAckInbox[af.GetAckInbox()]
-		ack := af.GetAck()
-		if sb == nil || sb.ch.name != ack.GetSubject() {
-			continue // unknown subscription or channel: dropped, as the original does
+// the freed room allows, ack by ack: the single acks first, then the runs.
+func (a *applier) acks(op *pb.Acks) {
+	for _, af := range op.GetAcks() {
+		if sb := a.ackedSub(af.GetAckInbox(), af.GetAck().GetSubject()); sb != nil {
+			a.ack(sb, af.GetAck().GetSequence())
 		}
-		seq := ack.GetSequence()
-		if _, ok := sb.pending[seq]; ok {
-			delete(sb.pending, seq)
-		} else if g := sb.group; g != nil {
-			// A queue member may ack a message now owned by another member.
-			for _, m := range g.members {
-				delete(m.pending, seq)
+	}
+	for _, r := range op.GetRuns() {
+		// Acking removes no subscription: one lookup serves the run.
+		if sb := a.ackedSub(r.GetAckInbox(), r.GetSubject()); sb != nil {
+			for _, seq := range r.GetSequences() {
+				a.ack(sb, seq)
 			}
 		}
-		if sb.group != nil {
-			a.deliverGroup(sb.group)
-		} else {
-			a.deliverSub(sb)
+	}
+}
+
+// ackedSub is the subscription of an ack inbox, if the ack names its
+// channel; an ack for an unknown subscription or channel is dropped, as the
+// original does.
+func (a *applier) ackedSub(ackInbox, subject string) *sub {
+	sb := a.s.byAckInbox[ackInbox]
+	if sb == nil || sb.ch.name != subject {
+		return nil
+	}
+	return sb
+}
+
+// ack removes seq from sb's pending list and delivers what that makes room
+// for.
+func (a *applier) ack(sb *sub, seq uint64) {
+	if _, ok := sb.pending[seq]; ok {
+		delete(sb.pending, seq)
+	} else if g := sb.group; g != nil {
+		// A queue member may ack a message now owned by another member.
+		for _, m := range g.members {
+			delete(m.pending, seq)
 		}
+	}
+	if sb.group != nil {
+		a.deliverGroup(sb.group)
+	} else {
+		a.deliverSub(sb)
 	}
 }
 

@@ -531,10 +531,13 @@ func (x *Unsubscribe) GetCloseOnly() bool {
 	return false
 }
 
-// Acks is a batch of acks, each with the ack inbox it arrived on.
+// Acks is a batch of acks, each with the ack inbox it arrived on. Leaders
+// write runs; acks is what earlier leaders wrote, and still applies (before
+// the runs, if a command had both).
 type Acks struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Acks          []*AckFrom             `protobuf:"bytes,1,rep,name=acks,proto3" json:"acks,omitempty"`
+	Runs          []*AckRun              `protobuf:"bytes,2,rep,name=runs,proto3" json:"runs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -576,6 +579,76 @@ func (x *Acks) GetAcks() []*AckFrom {
 	return nil
 }
 
+func (x *Acks) GetRuns() []*AckRun {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+// AckRun is consecutive acks that arrived on one ack inbox for one channel:
+// a subscriber acks each delivery, so a batch holds a few runs of many
+// sequences instead of the inbox and subject again for every ack.
+type AckRun struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AckInbox      string                 `protobuf:"bytes,1,opt,name=ackInbox,proto3" json:"ackInbox,omitempty"`
+	Subject       string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Sequences     []uint64               `protobuf:"varint,3,rep,packed,name=sequences,proto3" json:"sequences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRun) Reset() {
+	*x = AckRun{}
+	mi := &file_statemachine_pb_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRun) ProtoMessage() {}
+
+func (x *AckRun) ProtoReflect() protoreflect.Message {
+	mi := &file_statemachine_pb_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRun.ProtoReflect.Descriptor instead.
+func (*AckRun) Descriptor() ([]byte, []int) {
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AckRun) GetAckInbox() string {
+	if x != nil {
+		return x.AckInbox
+	}
+	return ""
+}
+
+func (x *AckRun) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *AckRun) GetSequences() []uint64 {
+	if x != nil {
+		return x.Sequences
+	}
+	return nil
+}
+
 type AckFrom struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AckInbox      string                 `protobuf:"bytes,1,opt,name=ackInbox,proto3" json:"ackInbox,omitempty"`
@@ -586,7 +659,7 @@ type AckFrom struct {
 
 func (x *AckFrom) Reset() {
 	*x = AckFrom{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[7]
+	mi := &file_statemachine_pb_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +671,7 @@ func (x *AckFrom) String() string {
 func (*AckFrom) ProtoMessage() {}
 
 func (x *AckFrom) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[7]
+	mi := &file_statemachine_pb_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +684,7 @@ func (x *AckFrom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckFrom.ProtoReflect.Descriptor instead.
 func (*AckFrom) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{7}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AckFrom) GetAckInbox() string {
@@ -639,7 +712,7 @@ type Redeliver struct {
 
 func (x *Redeliver) Reset() {
 	*x = Redeliver{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[8]
+	mi := &file_statemachine_pb_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +724,7 @@ func (x *Redeliver) String() string {
 func (*Redeliver) ProtoMessage() {}
 
 func (x *Redeliver) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[8]
+	mi := &file_statemachine_pb_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +737,7 @@ func (x *Redeliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redeliver.ProtoReflect.Descriptor instead.
 func (*Redeliver) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{8}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Redeliver) GetSubID() uint64 {
@@ -684,7 +757,7 @@ type ExpireMsgs struct {
 
 func (x *ExpireMsgs) Reset() {
 	*x = ExpireMsgs{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[9]
+	mi := &file_statemachine_pb_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +769,7 @@ func (x *ExpireMsgs) String() string {
 func (*ExpireMsgs) ProtoMessage() {}
 
 func (x *ExpireMsgs) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[9]
+	mi := &file_statemachine_pb_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +782,7 @@ func (x *ExpireMsgs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireMsgs.ProtoReflect.Descriptor instead.
 func (*ExpireMsgs) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{9}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExpireMsgs) GetChannel() string {
@@ -729,7 +802,7 @@ type DeleteChannel struct {
 
 func (x *DeleteChannel) Reset() {
 	*x = DeleteChannel{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[10]
+	mi := &file_statemachine_pb_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +814,7 @@ func (x *DeleteChannel) String() string {
 func (*DeleteChannel) ProtoMessage() {}
 
 func (x *DeleteChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[10]
+	mi := &file_statemachine_pb_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +827,7 @@ func (x *DeleteChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteChannel.ProtoReflect.Descriptor instead.
 func (*DeleteChannel) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{10}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteChannel) GetChannel() string {
@@ -779,7 +852,7 @@ type ClientHealth struct {
 
 func (x *ClientHealth) Reset() {
 	*x = ClientHealth{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[11]
+	mi := &file_statemachine_pb_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +864,7 @@ func (x *ClientHealth) String() string {
 func (*ClientHealth) ProtoMessage() {}
 
 func (x *ClientHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[11]
+	mi := &file_statemachine_pb_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +877,7 @@ func (x *ClientHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientHealth.ProtoReflect.Descriptor instead.
 func (*ClientHealth) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{11}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ClientHealth) GetClientID() string {
@@ -846,7 +919,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[12]
+	mi := &file_statemachine_pb_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +931,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[12]
+	mi := &file_statemachine_pb_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +944,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{12}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Snapshot) GetNextSubID() uint64 {
@@ -917,7 +990,7 @@ type ClientState struct {
 
 func (x *ClientState) Reset() {
 	*x = ClientState{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[13]
+	mi := &file_statemachine_pb_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -929,7 +1002,7 @@ func (x *ClientState) String() string {
 func (*ClientState) ProtoMessage() {}
 
 func (x *ClientState) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[13]
+	mi := &file_statemachine_pb_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -942,7 +1015,7 @@ func (x *ClientState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientState.ProtoReflect.Descriptor instead.
 func (*ClientState) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{13}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClientState) GetId() string {
@@ -1018,7 +1091,7 @@ type ChannelState struct {
 
 func (x *ChannelState) Reset() {
 	*x = ChannelState{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[14]
+	mi := &file_statemachine_pb_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1103,7 @@ func (x *ChannelState) String() string {
 func (*ChannelState) ProtoMessage() {}
 
 func (x *ChannelState) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[14]
+	mi := &file_statemachine_pb_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1116,7 @@ func (x *ChannelState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelState.ProtoReflect.Descriptor instead.
 func (*ChannelState) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{14}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ChannelState) GetName() string {
@@ -1142,7 +1215,7 @@ type SubState struct {
 
 func (x *SubState) Reset() {
 	*x = SubState{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[15]
+	mi := &file_statemachine_pb_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1227,7 @@ func (x *SubState) String() string {
 func (*SubState) ProtoMessage() {}
 
 func (x *SubState) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[15]
+	mi := &file_statemachine_pb_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1240,7 @@ func (x *SubState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubState.ProtoReflect.Descriptor instead.
 func (*SubState) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{15}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SubState) GetId() uint64 {
@@ -1258,7 +1331,7 @@ type Pending struct {
 
 func (x *Pending) Reset() {
 	*x = Pending{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[16]
+	mi := &file_statemachine_pb_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1270,7 +1343,7 @@ func (x *Pending) String() string {
 func (*Pending) ProtoMessage() {}
 
 func (x *Pending) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[16]
+	mi := &file_statemachine_pb_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1356,7 @@ func (x *Pending) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pending.ProtoReflect.Descriptor instead.
 func (*Pending) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{16}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Pending) GetSeq() uint64 {
@@ -1321,7 +1394,7 @@ type QueueState struct {
 
 func (x *QueueState) Reset() {
 	*x = QueueState{}
-	mi := &file_statemachine_pb_command_proto_msgTypes[17]
+	mi := &file_statemachine_pb_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1406,7 @@ func (x *QueueState) String() string {
 func (*QueueState) ProtoMessage() {}
 
 func (x *QueueState) ProtoReflect() protoreflect.Message {
-	mi := &file_statemachine_pb_command_proto_msgTypes[17]
+	mi := &file_statemachine_pb_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1419,7 @@ func (x *QueueState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueState.ProtoReflect.Descriptor instead.
 func (*QueueState) Descriptor() ([]byte, []int) {
-	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{17}
+	return file_statemachine_pb_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueueState) GetName() string {
@@ -1411,9 +1484,14 @@ const file_statemachine_pb_command_proto_rawDesc = "" +
 	"\backInbox\x18\x02 \x01(\tR\backInbox\"d\n" +
 	"\vUnsubscribe\x127\n" +
 	"\arequest\x18\x01 \x01(\v2\x1d.stanza.pb.UnsubscribeRequestR\arequest\x12\x1c\n" +
-	"\tcloseOnly\x18\x02 \x01(\bR\tcloseOnly\".\n" +
+	"\tcloseOnly\x18\x02 \x01(\bR\tcloseOnly\"U\n" +
 	"\x04Acks\x12&\n" +
-	"\x04acks\x18\x01 \x03(\v2\x12.stanza.pb.AckFromR\x04acks\"G\n" +
+	"\x04acks\x18\x01 \x03(\v2\x12.stanza.pb.AckFromR\x04acks\x12%\n" +
+	"\x04runs\x18\x02 \x03(\v2\x11.stanza.pb.AckRunR\x04runs\"\\\n" +
+	"\x06AckRun\x12\x1a\n" +
+	"\backInbox\x18\x01 \x01(\tR\backInbox\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x1c\n" +
+	"\tsequences\x18\x03 \x03(\x04R\tsequences\"G\n" +
 	"\aAckFrom\x12\x1a\n" +
 	"\backInbox\x18\x01 \x01(\tR\backInbox\x12 \n" +
 	"\x03ack\x18\x02 \x01(\v2\x0e.stanza.pb.AckR\x03ack\"!\n" +
@@ -1492,7 +1570,7 @@ func file_statemachine_pb_command_proto_rawDescGZIP() []byte {
 	return file_statemachine_pb_command_proto_rawDescData
 }
 
-var file_statemachine_pb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_statemachine_pb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_statemachine_pb_command_proto_goTypes = []any{
 	(*Command)(nil),             // 0: stanza.pb.Command
 	(*Connect)(nil),             // 1: stanza.pb.Connect
@@ -1501,22 +1579,23 @@ var file_statemachine_pb_command_proto_goTypes = []any{
 	(*Subscribe)(nil),           // 4: stanza.pb.Subscribe
 	(*Unsubscribe)(nil),         // 5: stanza.pb.Unsubscribe
 	(*Acks)(nil),                // 6: stanza.pb.Acks
-	(*AckFrom)(nil),             // 7: stanza.pb.AckFrom
-	(*Redeliver)(nil),           // 8: stanza.pb.Redeliver
-	(*ExpireMsgs)(nil),          // 9: stanza.pb.ExpireMsgs
-	(*DeleteChannel)(nil),       // 10: stanza.pb.DeleteChannel
-	(*ClientHealth)(nil),        // 11: stanza.pb.ClientHealth
-	(*Snapshot)(nil),            // 12: stanza.pb.Snapshot
-	(*ClientState)(nil),         // 13: stanza.pb.ClientState
-	(*ChannelState)(nil),        // 14: stanza.pb.ChannelState
-	(*SubState)(nil),            // 15: stanza.pb.SubState
-	(*Pending)(nil),             // 16: stanza.pb.Pending
-	(*QueueState)(nil),          // 17: stanza.pb.QueueState
-	(*ConnectRequest)(nil),      // 18: stanza.pb.ConnectRequest
-	(*PubMsg)(nil),              // 19: stanza.pb.PubMsg
-	(*SubscriptionRequest)(nil), // 20: stanza.pb.SubscriptionRequest
-	(*UnsubscribeRequest)(nil),  // 21: stanza.pb.UnsubscribeRequest
-	(*Ack)(nil),                 // 22: stanza.pb.Ack
+	(*AckRun)(nil),              // 7: stanza.pb.AckRun
+	(*AckFrom)(nil),             // 8: stanza.pb.AckFrom
+	(*Redeliver)(nil),           // 9: stanza.pb.Redeliver
+	(*ExpireMsgs)(nil),          // 10: stanza.pb.ExpireMsgs
+	(*DeleteChannel)(nil),       // 11: stanza.pb.DeleteChannel
+	(*ClientHealth)(nil),        // 12: stanza.pb.ClientHealth
+	(*Snapshot)(nil),            // 13: stanza.pb.Snapshot
+	(*ClientState)(nil),         // 14: stanza.pb.ClientState
+	(*ChannelState)(nil),        // 15: stanza.pb.ChannelState
+	(*SubState)(nil),            // 16: stanza.pb.SubState
+	(*Pending)(nil),             // 17: stanza.pb.Pending
+	(*QueueState)(nil),          // 18: stanza.pb.QueueState
+	(*ConnectRequest)(nil),      // 19: stanza.pb.ConnectRequest
+	(*PubMsg)(nil),              // 20: stanza.pb.PubMsg
+	(*SubscriptionRequest)(nil), // 21: stanza.pb.SubscriptionRequest
+	(*UnsubscribeRequest)(nil),  // 22: stanza.pb.UnsubscribeRequest
+	(*Ack)(nil),                 // 23: stanza.pb.Ack
 }
 var file_statemachine_pb_command_proto_depIdxs = []int32{
 	1,  // 0: stanza.pb.Command.connect:type_name -> stanza.pb.Connect
@@ -1525,27 +1604,28 @@ var file_statemachine_pb_command_proto_depIdxs = []int32{
 	4,  // 3: stanza.pb.Command.subscribe:type_name -> stanza.pb.Subscribe
 	5,  // 4: stanza.pb.Command.unsubscribe:type_name -> stanza.pb.Unsubscribe
 	6,  // 5: stanza.pb.Command.acks:type_name -> stanza.pb.Acks
-	8,  // 6: stanza.pb.Command.redeliver:type_name -> stanza.pb.Redeliver
-	9,  // 7: stanza.pb.Command.expire:type_name -> stanza.pb.ExpireMsgs
-	10, // 8: stanza.pb.Command.deleteChannel:type_name -> stanza.pb.DeleteChannel
-	11, // 9: stanza.pb.Command.clientHealth:type_name -> stanza.pb.ClientHealth
-	18, // 10: stanza.pb.Connect.request:type_name -> stanza.pb.ConnectRequest
-	19, // 11: stanza.pb.Publish.msgs:type_name -> stanza.pb.PubMsg
-	20, // 12: stanza.pb.Subscribe.request:type_name -> stanza.pb.SubscriptionRequest
-	21, // 13: stanza.pb.Unsubscribe.request:type_name -> stanza.pb.UnsubscribeRequest
-	7,  // 14: stanza.pb.Acks.acks:type_name -> stanza.pb.AckFrom
-	22, // 15: stanza.pb.AckFrom.ack:type_name -> stanza.pb.Ack
-	13, // 16: stanza.pb.Snapshot.clients:type_name -> stanza.pb.ClientState
-	14, // 17: stanza.pb.Snapshot.channels:type_name -> stanza.pb.ChannelState
-	15, // 18: stanza.pb.ChannelState.subs:type_name -> stanza.pb.SubState
-	17, // 19: stanza.pb.ChannelState.queues:type_name -> stanza.pb.QueueState
-	16, // 20: stanza.pb.SubState.pending:type_name -> stanza.pb.Pending
-	15, // 21: stanza.pb.QueueState.shadow:type_name -> stanza.pb.SubState
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	9,  // 6: stanza.pb.Command.redeliver:type_name -> stanza.pb.Redeliver
+	10, // 7: stanza.pb.Command.expire:type_name -> stanza.pb.ExpireMsgs
+	11, // 8: stanza.pb.Command.deleteChannel:type_name -> stanza.pb.DeleteChannel
+	12, // 9: stanza.pb.Command.clientHealth:type_name -> stanza.pb.ClientHealth
+	19, // 10: stanza.pb.Connect.request:type_name -> stanza.pb.ConnectRequest
+	20, // 11: stanza.pb.Publish.msgs:type_name -> stanza.pb.PubMsg
+	21, // 12: stanza.pb.Subscribe.request:type_name -> stanza.pb.SubscriptionRequest
+	22, // 13: stanza.pb.Unsubscribe.request:type_name -> stanza.pb.UnsubscribeRequest
+	8,  // 14: stanza.pb.Acks.acks:type_name -> stanza.pb.AckFrom
+	7,  // 15: stanza.pb.Acks.runs:type_name -> stanza.pb.AckRun
+	23, // 16: stanza.pb.AckFrom.ack:type_name -> stanza.pb.Ack
+	14, // 17: stanza.pb.Snapshot.clients:type_name -> stanza.pb.ClientState
+	15, // 18: stanza.pb.Snapshot.channels:type_name -> stanza.pb.ChannelState
+	16, // 19: stanza.pb.ChannelState.subs:type_name -> stanza.pb.SubState
+	18, // 20: stanza.pb.ChannelState.queues:type_name -> stanza.pb.QueueState
+	17, // 21: stanza.pb.SubState.pending:type_name -> stanza.pb.Pending
+	16, // 22: stanza.pb.QueueState.shadow:type_name -> stanza.pb.SubState
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_statemachine_pb_command_proto_init() }
@@ -1572,7 +1652,7 @@ func file_statemachine_pb_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_statemachine_pb_command_proto_rawDesc), len(file_statemachine_pb_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
