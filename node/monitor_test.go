@@ -382,6 +382,9 @@ func TestMonitorStandalone(t *testing.T) {
 	})
 
 	t.Run("metrics", func(t *testing.T) {
+		// carol's two queue members ack bar's two messages on their own
+		// time: wait for the four acks to be applied.
+		eventually(t, "four acks applied", func() bool { return metrics(t, base)["stanza_acks_total"] == 4 })
 		m := metrics(t, base)
 		want := map[string]uint64{"stanza_clients": 3, "stanza_subscriptions": 5, "stanza_channels": 3, "stanza_msgs_total": 5,
 			"stanza_in_msgs_total": 5, "stanza_out_msgs_total": 6, "stanza_raft_is_leader": 1}

@@ -637,6 +637,12 @@ func TestProtocolBadInput(t *testing.T) {
 	publishN(t, sc, "ok", 1, 1)
 	_, okCh := subscribe(t, sc, "ok", stan.DurableName("d"), stan.DeliverAllAvailable())
 	recv(t, okCh)
+	// The client acks after its callback: wait for the ack to be applied,
+	// or it would land between the two snapshots below.
+	eventually(t, "the delivery acked", func() bool {
+		subs := channelSubs(t, ts, "ok")
+		return len(subs) == 1 && subs[0].PendingCount == 0
+	})
 	nc := rawConn(t, ts)
 
 	snapshot := func() []byte {
