@@ -200,20 +200,22 @@ func encodeAcksCommand(nowNanos int64, runs []*pb.AckRun) []byte {
 // with room, to its last run if the ack came on the same inbox for the same
 // channel; else it starts a run, or a command.
 func (c *Core) queueAck(ackInbox string, ack *pb.Ack) {
+	run := func() *pb.AckRun {
+		return &pb.AckRun{AckInbox: ackInbox, Subject: ack.GetSubject(), Sequences: []uint64{ack.GetSequence()}}
+	}
 	if n := len(c.queue); n > 0 && c.queuedAcks < acksBatchMax {
 		if a, ok := c.queue[n-1].Op.(*pb.Command_Acks); ok {
 			runs := a.Acks.Runs
 			if r := runs[len(runs)-1]; r.AckInbox == ackInbox && r.Subject == ack.GetSubject() {
 				r.Sequences = append(r.Sequences, ack.GetSequence())
 			} else {
-				a.Acks.Runs = append(runs, &pb.AckRun{AckInbox: ackInbox, Subject: ack.GetSubject(), Sequences: []uint64{ack.GetSequence()}})
+				a.Acks.Runs = append(runs, run())
 			}
 			c.queuedAcks++
 			return
 		}
 	}
-	run := &pb.AckRun{AckInbox: ackInbox, Subject: ack.GetSubject(), Sequences: []uint64{ack.GetSequence()}}
-	c.queue = append(c.queue, &pb.Command{Op: &pb.Command_Acks{Acks: &pb.Acks{Runs: []*pb.AckRun{run}}}})
+	c.queue = append(c.queue, &pb.Command{Op: &pb.Command_Acks{Acks: &pb.Acks{Runs: []*pb.AckRun{run()}}}})
 	c.queuedAcks = 1
 }
 

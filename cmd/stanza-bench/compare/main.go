@@ -298,15 +298,17 @@ func (d *driver) runSetup(round int, s setup, srv string) {
 	defer os.RemoveAll(dir)
 	defer d.stopAll()
 	for i := range s.nodes {
-		args := s.stanza
+		ndir := filepath.Join(dir, ids[i:i+1])
+		var args []string
 		switch srv {
 		case "stan":
-			args = s.stan
+			args = s.stan(ndir, i)
+		case "stanza":
+			args = s.stanza(ndir, i)
 		case "ackonly":
-			args = func(string, int) []string { return natsArgs(s.nodes, i) }
+			args = natsArgs(s.nodes, i)
 		}
-		ndir := filepath.Join(dir, ids[i:i+1])
-		if err := d.start(srv, filepath.Join(d.out, "logs", fmt.Sprintf("%s-%c.log", tag, ids[i])), args(ndir, i)); err != nil {
+		if err := d.start(srv, filepath.Join(d.out, "logs", fmt.Sprintf("%s-%c.log", tag, ids[i])), args); err != nil {
 			d.fail(tag, err)
 			return
 		}
@@ -597,6 +599,9 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+func byRate(s sample) float64 { return s.Rate }
+func byCPU(s sample) float64  { return s.CPUus }
+
 // med returns the median of one field of the samples and how many there are.
 func med(ss []sample, f func(sample) float64) (float64, int) {
 	var v []float64
@@ -646,8 +651,8 @@ func (d *driver) table(chosen []setup, rounds int) string {
 	for _, s := range chosen {
 		for _, w := range workloads {
 			m := d.res.Samples[s.name][w.key]
-			st, ns := med(m["stan"], func(s sample) float64 { return s.Rate })
-			sz, nz := med(m["stanza"], func(s sample) float64 { return s.Rate })
+			st, ns := med(m["stan"], byRate)
+			sz, nz := med(m["stanza"], byRate)
 			ratio := "—"
 			if ns > 0 && nz > 0 && st > 0 {
 				ratio = fmt.Sprintf("%.2fx", sz/st)
@@ -656,7 +661,7 @@ func (d *driver) table(chosen []setup, rounds int) string {
 			if w.key == "replay" {
 				label = fmt.Sprintf("replay %dk stored msgs to a new sub", d.replay/1000)
 			}
-			ao, na := med(m["ackonly"], func(s sample) float64 { return s.Rate })
+			ao, na := med(m["ackonly"], byRate)
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.title, label, rate(st, ns), rate(sz, nz), ratio, rate(ao, na), lat(m["stan"]), lat(m["stanza"]))
 		}
 	}
@@ -665,8 +670,8 @@ func (d *driver) table(chosen []setup, rounds int) string {
 	for _, s := range chosen {
 		for _, w := range workloads {
 			m := d.res.Samples[s.name][w.key]
-			st, ns := med(m["stan"], func(s sample) float64 { return s.CPUus })
-			sz, nz := med(m["stanza"], func(s sample) float64 { return s.CPUus })
+			st, ns := med(m["stan"], byCPU)
+			sz, nz := med(m["stanza"], byCPU)
 			if ns == 0 || nz == 0 || st == 0 {
 				continue
 			}
@@ -713,9 +718,9 @@ func (d *driver) save(chosen []setup, table string) {
 		fmt.Fprintf(&dat, "# %s\n", s.title)
 		for _, w := range workloads {
 			m := d.res.Samples[s.name][w.key]
-			st, ns := med(m["stan"], func(s sample) float64 { return s.Rate })
-			sz, nz := med(m["stanza"], func(s sample) float64 { return s.Rate })
-			ao, na := med(m["ackonly"], func(s sample) float64 { return s.Rate })
+			st, ns := med(m["stan"], byRate)
+			sz, nz := med(m["stanza"], byRate)
+			ao, na := med(m["ackonly"], byRate)
 			fmt.Fprintf(&dat, "%q %s %s %s\n", w.key, num(st, ns), num(sz, nz), num(ao, na))
 		}
 	}
