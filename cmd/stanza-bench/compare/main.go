@@ -150,7 +150,13 @@ type sample struct {
 	// spent during the workload, per message: unlike a rate, it hardly
 	// moves when other tenants load the machine.
 	CPUus float64 `json:"cpu_us_per_msg"`
+	// ClientCPUus is the same for the stanza-bench process (publishers and
+	// subscribers): the stock stan.go client's share of the work.
+	ClientCPUus float64 `json:"client_cpu_us_per_msg"`
 }
+
+// totalCPU is what the whole run cost the machine per message.
+func (s sample) totalCPU() float64 { return s.CPUus + s.ClientCPUus }
 
 // results[setup][workload][server] are the samples of every round; rss the
 // peak resident memory (MiB, largest node) of each server start.
@@ -357,14 +363,14 @@ func (d *driver) runSetup(round int, s setup, srv string) {
 		} else {
 			// Store the messages first, with one async publisher.
 			pre := []string{"-np", "1", "-ms", "128", "-n", strconv.Itoa(n)}
-			if _, err := d.bench(tag+"-preload", url, "replay", pre); err != nil {
+			if _, _, err := d.bench(tag+"-preload", url, "replay", pre); err != nil {
 				d.fail(tag+" preload", err)
 				continue
 			}
 		}
 		args := append(slices.Clone(w.args), "-n", strconv.Itoa(n))
 		cpu0 := d.serverCPU()
-		r, err := d.bench(tag+"-"+w.key, url, w.key, args)
+		r, clientSeconds, err := d.bench(tag+"-"+w.key, url, w.key, args)
 		cpuSeconds := d.serverCPU() - cpu0
 		if err != nil {
 			d.fail(tag+" "+w.key, err)
@@ -375,7 +381,8 @@ func (d *driver) runSetup(round int, s setup, srv string) {
 			smp = sample{Rate: float64(r.SubRate), P50us: r.PubToDeliv.Micro["p50"], P99us: r.PubToDeliv.Micro["p99"]}
 		}
 		smp.CPUus = cpuSeconds * 1e6 / float64(n)
-		log.Printf("%s %-8s %9.0f msgs/s  p50 %8.0fµs  p99 %8.0fµs  cpu %5.1fµs/msg", tag, w.key, smp.Rate, smp.P50us, smp.P99us, smp.CPUus)
+		smp.ClientCPUus = clientSeconds * 1e6 / float64(n)
+		log.Printf("%s %-8s %9.0f msgs/s  p50 %8.0fµs  p99 %8.0fµs  cpu %5.1fµs/msg (client %4.1f)", tag, w.key, smp.Rate, smp.P50us, smp.P99us, smp.CPUus, smp.ClientCPUus)
 		m := d.res.Samples[s.name]
 		if m == nil {
 			m = map[string]map[string][]sample{}
@@ -517,7 +524,9 @@ type benchResult struct {
 	} `json:"pub_to_delivery"`
 }
 
-func (d *driver) bench(tag, url, subject string, args []string) (*benchResult, error) {
+// bench runs stanza-bench and returns its results and the CPU time (user
+// and system, seconds) it used.
+func (d *driver) bench(tag, url, subject string, args []string) (*benchResult, float64, error) {
 	js := filepath.Join(d.tmp, tag+".json")
 	args = append([]string{"-s", url, "-id", tag, "-progress", "0", "-timeout", "3m", "-json", js}, args...)
 	args = append(args, subject)
@@ -525,20 +534,21 @@ func (d *driver) bench(tag, url, subject string, args []string) (*benchResult, e
 	outFile := filepath.Join(d.out, "logs", tag+".txt")
 	f, err := os.Create(outFile)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer f.Close()
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Run(); err != nil {
 		b, _ := os.ReadFile(outFile)
-		return nil, fmt.Errorf("%v: %s", err, strings.TrimSpace(string(b)))
+		return nil, 0, fmt.Errorf("%v: %s", err, strings.TrimSpace(string(b)))
 	}
+	cpu := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	b, err := os.ReadFile(js)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	r := &benchResult{}
-	return r, json.Unmarshal(b, r)
+	return r, cpu, json.Unmarshal(b, r)
 }
 
 // peakRSS reads a process's peak resident set size in MiB.
@@ -666,7 +676,7 @@ func (d *driver) table(chosen []setup, rounds int) string {
 		}
 	}
 	b.WriteString("\nServer CPU per message (user + system time of every node of the server during the workload, divided by its messages; median, µs). It measures work, not speed: it moves far less than the rates when the machine is shared.\n\n")
-	b.WriteString("| configuration | workload | STAN | stanza | stanza/STAN |\n|---|---|---:|---:|---:|\n")
+	b.WriteString("| configuration | workload | STAN | stanza | stanza/STAN | ack-only server |\n|---|---|---:|---:|---:|---:|\n")
 	for _, s := range chosen {
 		for _, w := range workloads {
 			m := d.res.Samples[s.name][w.key]
@@ -675,9 +685,14 @@ func (d *driver) table(chosen []setup, rounds int) string {
 			if ns == 0 || nz == 0 || st == 0 {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.2fx |\n", s.title, w.label, st, sz, sz/st)
+			ack := "—"
+			if ao, na := med(m["ackonly"], byCPU); na > 0 {
+				ack = fmt.Sprintf("%.1f", ao)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.2fx | %s |\n", s.title, w.label, st, sz, sz/st, ack)
 		}
 	}
+	d.ceilingTable(&b, chosen)
 	b.WriteString("\nPeak resident memory of the largest node over all workloads of a start (median, MiB):\n\n| configuration | STAN | stanza |\n|---|---:|---:|\n")
 	for _, s := range chosen {
 		fmt.Fprintf(&b, "| %s | %.0f | %.0f |\n", s.title, median(d.res.RSS[s.name]["stan"]), median(d.res.RSS[s.name]["stanza"]))
@@ -689,6 +704,46 @@ func (d *driver) table(chosen []setup, rounds int) string {
 		}
 	}
 	return b.String()
+}
+
+// asyncPub reports whether w is an async publish workload: one whose rate
+// the machine's CPU bounds (a sync publisher waits on latency instead).
+func asyncPub(w workload) bool { return w.metric == "pub" && !slices.Contains(w.args, "-sync") }
+
+func byTotalCPU(s sample) float64 { return s.totalCPU() }
+
+// byCores is how many cores a run kept busy: its CPU per message times its
+// rate.
+func byCores(s sample) float64 { return s.totalCPU() * s.Rate / 1e6 }
+
+// ceilingTable writes, for the async publish rows, what the whole run cost
+// per message for each server and the ceiling the transport puts on
+// stanza/STAN.
+func (d *driver) ceilingTable(b *strings.Builder, chosen []setup) {
+	var rows []string
+	for _, s := range chosen {
+		for _, w := range workloads {
+			m := d.res.Samples[s.name][w.key]
+			st, ns := med(m["stan"], byTotalCPU)
+			sz, nz := med(m["stanza"], byTotalCPU)
+			ao, na := med(m["ackonly"], byTotalCPU)
+			if !asyncPub(w) || ns == 0 || nz == 0 || na == 0 || ao == 0 {
+				continue
+			}
+			cs, _ := med(m["stan"], byCores)
+			cz, _ := med(m["stanza"], byCores)
+			ca, _ := med(m["ackonly"], byCores)
+			rows = append(rows, fmt.Sprintf("| %s | %s | %.1f | %.1f | %.1f | %.2f / %.2f / %.2f | %.2fx |\n", s.title, w.label, st, sz, ao, cs, cz, ca, st/ao))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("\nWhat the machine leaves a server, for the async publish rows: CPU per message of the whole run (the client's and every server process's user + system time, µs; median), the cores that kept busy (CPU per message times rate) and the transport ceiling, STAN's CPU per message over the ack-only server's. Where the runs keep about the same cores busy, the rate goes as the inverse of the CPU per message, so a server that reaches the clients through these NATS servers cannot beat STAN by more than the ceiling: the ack-only run is what carrying a publish and its PubAck costs with no storing or replication at all.\n\n")
+	b.WriteString("| configuration | workload | STAN | stanza | ack-only | cores busy (STAN / stanza / ack-only) | ceiling for stanza/STAN |\n|---|---|---:|---:|---:|---:|---:|\n")
+	for _, r := range rows {
+		b.WriteString(r)
+	}
 }
 
 func firstLine(s string) string {
