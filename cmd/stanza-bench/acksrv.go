@@ -2,13 +2,18 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stanza-io/stanza/statemachine"
 	"github.com/stanza-io/stanza/statemachine/pb"
+	"github.com/stanza-io/stanza/transport"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -22,6 +27,7 @@ type ackServer struct {
 	nc     *nats.Conn
 	prefix string // of the subjects it hands out
 	subs   []*nats.Subscription
+	buf    []byte // ack's PubAck
 }
 
 // startAckServer subscribes on nc for the cluster clusterID.
@@ -67,8 +73,12 @@ func (a *ackServer) ack(m *nats.Msg) {
 	if err != nil || m.Reply == "" {
 		return
 	}
-	b, _ := proto.Marshal(&pb.PubAck{Guid: pm.GetGuid()})
-	_ = a.nc.Publish(m.Reply, b)
+	// A PubAck with only its guid (field 1), encoded by hand into a buffer
+	// reused from one publish to the next (nats.go copies what it sends;
+	// one subscription's callbacks run one at a time): the acknowledging
+	// costs as little as it can, so the reference is a low one.
+	a.buf = protowire.AppendString(append(a.buf[:0], 1<<3|byte(protowire.BytesType)), pm.GetGuid())
+	_ = a.nc.Publish(m.Reply, a.buf)
 }
 
 func (a *ackServer) stop() {
@@ -95,4 +105,23 @@ func runAckServer(url, clusterID string) error {
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
 	return nil
+}
+
+// startEmbedded starts the nats-server an -embed ack-only server runs in its
+// own process: clients on hostPort, routes as a cluster node when
+// clusterURL is set.
+func startEmbedded(hostPort, clusterURL, routes string) (*transport.Embedded, error) {
+	host, p, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return nil, fmt.Errorf("-embed %q: want host:port", hostPort)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return nil, fmt.Errorf("-embed %q: port: %v", hostPort, err)
+	}
+	o := transport.EmbeddedOptions{Host: host, Port: port, ClusterListen: clusterURL}
+	if routes != "" {
+		o.Routes = strings.Split(routes, ",")
+	}
+	return transport.StartEmbedded(o)
 }

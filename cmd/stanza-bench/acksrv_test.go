@@ -66,3 +66,24 @@ func TestAckServer(t *testing.T) {
 		t.Error("connected to cluster \"other\"")
 	}
 }
+
+// TestStartEmbedded checks -embed's address parsing and that the server it
+// starts takes clients.
+func TestStartEmbedded(t *testing.T) {
+	for _, bad := range []string{"4222", "127.0.0.1:port", ":"} {
+		if e, err := startEmbedded(bad, "", ""); err == nil {
+			e.Shutdown()
+			t.Errorf("-embed %q: no error", bad)
+		}
+	}
+	e, err := startEmbedded("127.0.0.1:-1", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	nc, err := nats.Connect(e.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+}

@@ -100,6 +100,9 @@ func main() {
 	fs.StringVar(&c.jsonFile, "json", "", "Write the rates and latencies to this file as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "Write a CPU profile of this client to this file")
 	ackOnly := fs.Bool("ack-server", false, "Run no benchmark: act as a STAN server on -s that acknowledges every publish at once and stores nothing (make bench's transport reference), until interrupted")
+	embed := fs.String("embed", "", "With -ack-server: run a nats-server inside this process, listening for clients on this host:port, and serve on it instead of -s (as stanza and nats-streaming-server run theirs)")
+	embedCluster := fs.String("embed-cluster", "", "With -embed: the route listen URL (nats://host:port) of the embedded nats-server")
+	embedRoutes := fs.String("embed-routes", "", "With -embed: route URLs of the other nats-servers, separated by commas")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "Usage: stanza-bench [flags] <subject>\n")
 		fs.PrintDefaults()
@@ -107,7 +110,16 @@ func main() {
 	log.SetFlags(0)
 	flag.Parse()
 	if *ackOnly {
-		if err := runAckServer(c.urls, c.clusterID); err != nil {
+		url := c.urls
+		if *embed != "" {
+			e, err := startEmbedded(*embed, *embedCluster, *embedRoutes)
+			if err != nil {
+				log.Fatalf("stanza-bench: %v", err)
+			}
+			defer e.Shutdown()
+			url = e.ClientURL()
+		}
+		if err := runAckServer(url, c.clusterID); err != nil {
 			log.Fatalf("stanza-bench: %v", err)
 		}
 		return
