@@ -22,6 +22,7 @@ import (
 	"github.com/stanza-io/stanza/statemachine/pb"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -41,6 +42,9 @@ type Core struct {
 	out    Outbox
 	reasm  reassembler
 	nextID uint64 // raft message IDs for chunking
+	// heartbeatAnswered: followers whose heartbeat response the leader
+	// stepped since it last sent them an empty append (see commitOnly).
+	heartbeatAnswered map[uint64]bool
 
 	confState     *raftpb.ConfState
 	applied       uint64
@@ -146,7 +150,7 @@ func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
 	}
 	c := &Core{
 		cfg: cfg, id: RaftID(cfg.NodeName), subj: SubjectsFor(cfg.DiscoverPrefix, cfg.ClusterID),
-		log: cfg.Logger, store: storage, out: out,
+		log: cfg.Logger, store: storage, out: out, heartbeatAnswered: map[uint64]bool{},
 		sm: statemachine.New(statemachine.Config{Limits: cfg.Limits, Bugs: cfg.Bugs, Log: storage.Messages()}),
 	}
 	hs, cs, err := storage.InitialState()
@@ -298,6 +302,9 @@ func (c *Core) Receive(nowNanos int64, m Msg) {
 		}
 		if err := c.rn.Step(rm); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			c.log.Debug("raft step", "err", err)
+		}
+		if rm.GetType() == raftpb.MsgHeartbeatResp && c.leader {
+			c.heartbeatAnswered[rm.GetFrom()] = true
 		}
 	case under(m.Subject, c.subj.HBPrefix):
 		c.reply(nowNanos, m)
@@ -462,6 +469,7 @@ func (c *Core) setLeader(leader bool) {
 	c.leader = leader
 	c.readyIndex = 0
 	c.proposed = nil
+	clear(c.heartbeatAnswered)
 	if leader {
 		c.log.Info("became leader", "node", c.cfg.NodeName)
 	} else {
@@ -497,6 +505,9 @@ func (c *Core) updateServing(nowNanos int64) {
 
 func (c *Core) send(msgs []*raftpb.Message) {
 	for _, m := range msgs {
+		if c.commitOnly(m) {
+			continue
+		}
 		if m.GetType() == raftpb.MsgSnap {
 			// The follower's message store lacks what the snapshot
 			// refers to: send the messages with it.
@@ -530,6 +541,36 @@ func (c *Core) send(msgs []*raftpb.Message) {
 			c.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFinish)
 		}
 	}
+}
+
+// commitOnly reports whether m is an append the leader need not send: one
+// with no entries, to a follower that raft replicates to (StateReplicate,
+// its window not full), so that all it carries is a newer commit index.
+// raft sends one to each follower every time the commit index moves, and
+// each is answered: with one publisher waiting on its PubAck, that is four
+// messages more per publish, on the path of the next one. The follower
+// learns the commit index from the next append or the next heartbeat
+// (every tick) instead; only its apply waits, never an acknowledgement
+// (the leader's commit does not depend on it), and raft survives any lost
+// message by design. Two empty appends still go: to a follower in
+// StateProbe or with a full window (raft's probes), and the first one after
+// a follower answered a heartbeat, which is how raft finds out that entries
+// in flight to it were lost (the follower rejects it, and raft resends).
+func (c *Core) commitOnly(m *raftpb.Message) bool {
+	if !c.leader || m.GetType() != raftpb.MsgApp || len(m.GetEntries()) > 0 {
+		return false
+	}
+	if c.heartbeatAnswered[m.GetTo()] {
+		delete(c.heartbeatAnswered, m.GetTo())
+		return false
+	}
+	drop := false
+	c.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if id == m.GetTo() && pr.State == tracker.StateReplicate && !pr.MsgAppFlowPaused {
+			drop = true
+		}
+	})
+	return drop
 }
 
 func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {

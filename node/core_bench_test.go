@@ -27,6 +27,9 @@ type benchBus struct {
 	// leader after a round, never while a core is processing.
 	fromClient []Msg
 	nowNano    int64
+	// drop, when set, decides which raft messages are lost: data is the
+	// wire payload sent to the core to.
+	drop func(to *Core, data []byte) bool
 }
 
 type benchMsg struct {
@@ -34,7 +37,7 @@ type benchMsg struct {
 	m  Msg
 }
 
-func newBenchBus(b *testing.B, nodes int) *benchBus {
+func newBenchBus(b testing.TB, nodes int) *benchBus {
 	bus := &benchBus{byRaft: map[string]*Core{}, nowNano: 1_000_000_000}
 	var peers []string
 	for i := range nodes {
@@ -68,6 +71,9 @@ func newBenchBus(b *testing.B, nodes int) *benchBus {
 
 func (bus *benchBus) out(subject, _ string, data []byte) {
 	if c := bus.byRaft[subject]; c != nil {
+		if bus.drop != nil && bus.drop(c, data) {
+			return
+		}
 		bus.queue = append(bus.queue, benchMsg{to: c, m: Msg{Subject: subject, Data: data}})
 		return
 	}
@@ -91,7 +97,7 @@ func (bus *benchBus) leader() *Core {
 
 // pump processes every core and hands over their raft messages until
 // nothing moves.
-func (bus *benchBus) pump(b *testing.B) {
+func (bus *benchBus) pump(b testing.TB) {
 	for range 10_000 {
 		for _, c := range bus.cores {
 			if err := c.Process(bus.nowNano); err != nil {
@@ -116,7 +122,7 @@ func (bus *benchBus) pump(b *testing.B) {
 }
 
 // request sends a client request to the leader and pumps until it is done.
-func (bus *benchBus) request(b *testing.B, subject, reply string, m proto.Message) {
+func (bus *benchBus) request(b testing.TB, subject, reply string, m proto.Message) {
 	data, err := proto.Marshal(m)
 	if err != nil {
 		b.Fatal(err)
