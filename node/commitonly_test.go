@@ -9,15 +9,10 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// raftMsg decodes a whole (unchunked) raft payload; nil for anything else.
+// raftMsg decodes a raft payload as a replica does; nil for anything that
+// is not one whole message.
 func raftMsg(data []byte) *raftpb.Message {
-	if len(data) == 0 || data[0] != wireWhole {
-		return nil
-	}
-	m := &raftpb.Message{}
-	if proto.Unmarshal(data[1:], m) != nil {
-		return nil
-	}
+	m, _ := (&reassembler{}).add(data)
 	return m
 }
 
