@@ -560,7 +560,7 @@ func (c *Core) commitOnly(m *raftpb.Message) bool {
 	if !c.leader || m.GetType() != raftpb.MsgApp || len(m.GetEntries()) > 0 {
 		return false
 	}
-	if c.heartbeatAnswered[m.GetTo()] {
+	if c.heartbeatAnswered[m.GetTo()] && !c.planted(statemachine.BugHeartbeatAppendDropped) {
 		delete(c.heartbeatAnswered, m.GetTo())
 		return false
 	}

@@ -25,6 +25,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		{"redelivery without the redelivered flag", statemachine.BugRedeliveryNotFlagged, 10},
 		{"queue member leaves without handing over its pending messages", statemachine.BugQueueLeaveDropsPending, 10},
 		{"snapshot omits a channel's newest message", statemachine.BugSnapshotDropsNewest, 10},
+		{"lost appends found only by the next proposal", statemachine.BugHeartbeatAppendDropped, 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for seed := uint64(1); seed <= uint64(tc.maxSeeds); seed++ {

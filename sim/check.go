@@ -171,7 +171,11 @@ func (r Result) WriteSummary(out io.Writer) {
 	s := r.Stats
 	fmt.Fprintf(out, "seed %d: nodes=%d clients=%d steps=%d published=%d acked=%d rejected=%d indefinite=%d deliveries=%d redeliveries=%d\n",
 		r.Seed, r.Nodes, r.Clients, r.Steps, s.Published, s.Acked, s.Rejected, s.Indefinite, s.Deliveries, s.Redeliveries)
-	fmt.Fprintf(out, "  crashes=%d restarts=%d partitions=%d leader_changes=%d packets=%d dropped=%d converged_at=%d\n",
+	fmt.Fprintf(out, "  crashes=%d restarts=%d partitions=%d leader_changes=%d packets=%d dropped=%d converged_at=%d",
 		s.NodeCrashes, s.NodeRestarts, s.Partitions, s.LeaderChanges, s.PacketsSent, s.PacketsDropped, s.ConvergedAtStep)
+	if s.DegradedMaxLag > 0 {
+		fmt.Fprintf(out, " degraded_max_lag=%d", s.DegradedMaxLag)
+	}
+	fmt.Fprintln(out)
 	fmt.Fprintf(out, "  trace %s\n", r.TraceHash)
 }

@@ -9,7 +9,10 @@ import (
 // Faults is the fault configuration one seed chose (swarm testing: each
 // class on or off, with its own rates). Rates are per step unless said.
 type Faults struct {
-	LossRate    float64 // per packet
+	LossRate float64 // per packet
+	// RaftLoss is lost on top of LossRate, per raft packet: only the
+	// degraded phase sets it (see degradedPhase).
+	RaftLoss    float64
 	DupRate     float64 // per raft packet
 	ReorderRate float64 // per raft packet: ignore the pair's FIFO order
 	DelayMin    int64   // steps

@@ -83,7 +83,7 @@ func (n *network) publish(now int64, from endpoint, subject, reply string, data 
 	raft := strings.HasPrefix(subject, "_STANZA.raft.")
 	for _, to := range targets {
 		n.stats.sent++
-		if n.blocked[[2]endpoint{from, to}] || n.r.Float64() < n.faults.LossRate {
+		if n.blocked[[2]endpoint{from, to}] || n.r.Float64() < n.faults.LossRate || raft && n.faults.RaftLoss > 0 && n.r.Float64() < n.faults.RaftLoss {
 			n.stats.dropped++
 			continue
 		}

@@ -33,6 +33,9 @@ func (w *World) recoverCrash(res *Result) {
 func (w *World) Start() {
 	w.tracef("seed %d nodes %d clients %d channels %v safety_steps %d", w.cfg.Seed, w.cfg.Nodes, w.cfg.Clients, w.channels, w.cfg.SafetySteps)
 	w.tracef("faults %s", w.faults)
+	if w.degraded {
+		w.tracef("a degraded phase comes before the full heal")
+	}
 	for _, n := range w.nodes {
 		w.startNode(n)
 	}
@@ -64,6 +67,12 @@ func (w *World) Finish() (res Result) {
 	defer w.recoverCrash(&res)
 	if w.failure != nil {
 		return w.result()
+	}
+	if w.degraded {
+		w.degradedPhase()
+		if w.failure != nil {
+			return w.result()
+		}
 	}
 	w.heal()
 	healed := w.step
@@ -265,6 +274,146 @@ func (w *World) flipBit(n *simNode) {
 	if err := n.fs.FlipBit(name, off, uint(w.r.IntN(8))); err == nil {
 		w.tracef("node %s bit flip in %s at %d", n.name, name, off)
 	}
+}
+
+// degradedPhase checks availability while a quorum is healthy, which the
+// full heal cannot: with every node back, a stall that only the minority
+// (or one more proposal) would end goes unseen. The faults stop and the
+// network heals, except that raft packets are still lost (degradedLoss);
+// a minority of the voters stays down (crashed now if it was up); the
+// clients drain as in the liveness phase, and every degradedProbe steps one
+// of them publishes, so that the cluster goes quiet after each proposal
+// for longer than the bound. For degradedSteps, every entry in the
+// leader's log must be applied on every running node within degradedLag
+// steps, and a leader must serve within degradedLag steps of losing the
+// last one.
+func (w *World) degradedPhase() {
+	var voters []*simNode
+	for _, n := range w.nodes {
+		if !n.retired {
+			voters = append(voters, n)
+		}
+	}
+	k := (len(voters) - 1) / 2
+	if k == 0 {
+		return
+	}
+	// The minority: nodes whose disk already failed, then nodes that may
+	// get disk faults, then any (they must leave a majority that can run).
+	var down []*simNode
+	isDown := map[*simNode]bool{}
+	for _, pass := range []func(*simNode) bool{
+		func(n *simNode) bool { return n.broken },
+		func(n *simNode) bool { return n.diskFaults },
+		func(*simNode) bool { return true },
+	} {
+		for _, i := range w.r.Perm(len(voters)) {
+			if n := voters[i]; len(down) < k && !isDown[n] && pass(n) {
+				down = append(down, n)
+				isDown[n] = true
+			}
+		}
+	}
+	names := make([]string, len(down))
+	for i, n := range down {
+		names[i] = n.name
+	}
+	w.heal()
+	w.faults.RaftLoss = degradedLoss
+	w.tracef("degraded phase: %v stay down", names)
+	for _, n := range down {
+		if n.up {
+			w.crashNode(n, "degraded phase")
+		}
+		n.crashedUntil = 1 << 62
+	}
+	var watch degradedWatch
+	start := w.step
+	for end := w.step + degradedSteps; w.step < end && w.failure == nil; w.step++ {
+		if i := w.step - start; i%degradedProbe == degradedProbe/2 {
+			w.probe(i / degradedProbe)
+		}
+		w.advance(true)
+		w.checkStep()
+		if w.step%10 == 0 && w.failure == nil {
+			if why := w.watchProgress(isDown, &watch); why != "" {
+				w.fail(failLiveness, "with %v down: %s", names, why)
+			}
+		}
+	}
+	w.stats.DegradedMaxLag = watch.maxLag
+	w.tracef("degraded phase ends: entries applied everywhere within %d steps", watch.maxLag)
+	w.faults.RaftLoss = 0 // the full heal that follows restarts the minority
+}
+
+// probe has the i-th connected client (round robin) with nothing in flight
+// publish one message.
+func (w *World) probe(i int) {
+	for j := range w.clients {
+		c := w.clients[(i+j)%len(w.clients)]
+		if c.state == connected && len(c.pubs) == 0 && c.resp.PubPrefix != "" {
+			w.tracef("client %s probes", c.id)
+			c.publish()
+			return
+		}
+	}
+}
+
+// degradedWatch follows the degraded phase: the leader's log as it grows
+// (the step each index was first seen), and since when there is no leader.
+type degradedWatch struct {
+	leader   string
+	term     uint64
+	seen     []degradedSample // oldest first; dropped once applied everywhere
+	noLeader int              // step since which none serves; 0 while one does
+	maxLag   int
+}
+
+type degradedSample struct {
+	step  int
+	index uint64
+}
+
+// watchProgress takes a sample and says what is late, "" if nothing is.
+// A new leader starts the watch over: it may discard what the old one had
+// not committed, and its election was bounded on its own.
+func (w *World) watchProgress(down map[*simNode]bool, d *degradedWatch) string {
+	lead := w.leader()
+	if lead == nil {
+		if d.noLeader == 0 {
+			d.noLeader = w.step
+		}
+		if w.step-d.noLeader > degradedLag {
+			return fmt.Sprintf("no leader served for %d steps", w.step-d.noLeader)
+		}
+		return ""
+	}
+	d.noLeader = 0
+	st := lead.core.Status()
+	if d.leader != lead.name || d.term != st.HardState.GetTerm() {
+		d.leader, d.term, d.seen = lead.name, st.HardState.GetTerm(), d.seen[:0]
+	}
+	if last := st.Progress[st.ID].Match; len(d.seen) == 0 || d.seen[len(d.seen)-1].index < last {
+		d.seen = append(d.seen, degradedSample{w.step, last})
+	}
+	applied, slowest := uint64(1<<63), ""
+	for _, n := range w.nodes {
+		if down[n] || n.retired || n.broken || !n.up {
+			continue // no crashes in this phase: only the minority is down
+		}
+		if a := n.core.Applied(); a < applied {
+			applied, slowest = a, n.name
+		}
+	}
+	for len(d.seen) > 0 && d.seen[0].index <= applied {
+		d.maxLag = max(d.maxLag, w.step-d.seen[0].step)
+		d.seen = d.seen[1:]
+	}
+	if len(d.seen) > 0 && w.step-d.seen[0].step > degradedLag {
+		return fmt.Sprintf("index %d, in leader %s's log since step %d, is not applied on %s after %d steps (applied %d, leader committed %d)",
+			d.seen[0].index, lead.name, d.seen[0].step, slowest, w.step-d.seen[0].step, applied, st.HardState.GetCommit())
+	}
+	return ""
 }
 
 // heal ends the safety phase: no more faults, the network heals, paused

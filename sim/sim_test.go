@@ -84,3 +84,37 @@ func TestCheckersCatchLoss(t *testing.T) {
 		t.Fatal("porcupine accepted a delivery that precedes every publish")
 	}
 }
+
+// TestDegradedPhase runs a seed that has the degraded phase (five nodes,
+// two of them down for it): it must pass, and have measured the lag of
+// entries it watched. That it can fail is TestPlantedBugsAreCaught's job.
+func TestDegradedPhase(t *testing.T) {
+	cryptotest.SetGlobalRandom(t, 2)
+	w := New(Config{Seed: 2})
+	if !w.degraded || w.cfg.Nodes != 5 {
+		t.Fatalf("seed 2 no longer draws a degraded phase on five nodes (degraded %v, %d nodes): pick another", w.degraded, w.cfg.Nodes)
+	}
+	var trace strings.Builder
+	w.traceOut = &trace
+	res := w.Run()
+	if res.Failure != nil {
+		t.Fatalf("seed 2: %v", res.Failure)
+	}
+	if lag := res.Stats.DegradedMaxLag; lag <= 0 || lag > degradedLag {
+		t.Fatalf("degraded phase lag %d steps, want 1..%d", lag, degradedLag)
+	}
+	for _, want := range []string{"degraded phase: [", "probes", "degraded phase ends"} {
+		if !strings.Contains(trace.String(), want) {
+			t.Fatalf("trace has no %q", want)
+		}
+	}
+	// The minority stays down for the whole phase.
+	_, phase, _ := strings.Cut(trace.String(), "degraded phase: [")
+	phase, _, _ = strings.Cut(phase, "degraded phase ends")
+	names, _, _ := strings.Cut(phase, "]")
+	for _, n := range strings.Fields(names) {
+		if strings.Contains(phase, "node "+n+" restarts") {
+			t.Fatalf("%s restarted during the degraded phase", n)
+		}
+	}
+}

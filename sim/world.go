@@ -29,8 +29,16 @@ import (
 )
 
 const (
-	stepNanos  = 10_000_000 // one step is 10 ms of simulated time
-	startNanos = 1_750_000_000_000_000_000
+	stepNanos = 10_000_000 // one step is 10 ms of simulated time
+	// The degraded phase (see degradedPhase) lasts degradedSteps, loses
+	// degradedLoss of the raft packets, probes every degradedProbe steps,
+	// and allows degradedLag steps (30 election timeouts) for an entry to
+	// be applied everywhere.
+	degradedSteps = 2000
+	degradedLoss  = 0.1
+	degradedProbe = 400
+	degradedLag   = 300
+	startNanos    = 1_750_000_000_000_000_000
 )
 
 // FailureKind says what kind of failure ended a run; each has its own exit
@@ -104,6 +112,7 @@ type Stats struct {
 	LeaderChanges                          int
 	PacketsSent, PacketsDropped            uint64
 	ConvergedAtStep                        int
+	DegradedMaxLag                         int // steps from the leader's log to every running node, in the degraded phase
 }
 
 // World is one simulation run.
@@ -123,6 +132,8 @@ type World struct {
 	trace    hash.Hash
 	traceOut io.Writer
 	stats    Stats
+	// degraded: this seed runs the degraded phase before the full heal.
+	degraded bool
 
 	durables      map[string]*durableInfo
 	durableEpochs map[string]int
@@ -190,6 +201,7 @@ func New(cfg Config) *World {
 		w.cfg.LivenessSteps = 10000
 	}
 	w.faults = swarm(stream(1))
+	w.degraded = stream(3).IntN(2) == 0
 	if cfg.Faults != nil {
 		f := *cfg.Faults
 		w.faults = &f

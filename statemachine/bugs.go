@@ -22,4 +22,9 @@ const (
 	BugPubAckBeforeCommit
 	// BugSkipFsync (node) never fsyncs the raft log.
 	BugSkipFsync
+	// BugHeartbeatAppendDropped (node) drops every commit-only append, also
+	// the one after a heartbeat response that lets raft find out that
+	// entries in flight were lost: with a minority down, a lost append then
+	// stalls the commit until something else is proposed.
+	BugHeartbeatAppendDropped
 )
