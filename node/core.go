@@ -27,7 +27,9 @@ import (
 )
 
 // Outbox sends one message on the bus. The core calls it in order; the
-// environment must keep that order per subject.
+// environment must keep that order per subject. data is the caller's only
+// until Outbox returns: the core reuses the buffer of its raft messages
+// (a transport copies what it sends; nats.go into its write buffer).
 type Outbox func(subject, reply string, data []byte)
 
 // Core is one replica. It is not safe for concurrent use.
@@ -45,6 +47,8 @@ type Core struct {
 	// heartbeatAnswered: followers whose heartbeat response the leader
 	// stepped since it last sent them an empty append (see commitOnly).
 	heartbeatAnswered map[uint64]bool
+	// wire is the buffer raft messages are encoded into (see send).
+	wire []byte
 
 	confState     *raftpb.ConfState
 	applied       uint64
@@ -526,7 +530,7 @@ func (c *Core) send(msgs []*raftpb.Message) {
 			m = mc
 		}
 		c.nextID++
-		chunks, err := encodeRaft(m, c.nextID)
+		chunks, used, err := encodeRaft(m, c.nextID, c.wire)
 		if err != nil {
 			c.log.Error("raft message not sent", "err", err)
 			continue
@@ -534,6 +538,11 @@ func (c *Core) send(msgs []*raftpb.Message) {
 		subject := c.raftSubject(m.GetTo())
 		for _, ch := range chunks {
 			c.out(subject, "", ch)
+		}
+		if cap(used) <= chunkBytesMax+1 {
+			// Kept for the next message: an append of a batch costs an
+			// allocation (cleared, as large ones are) no more.
+			c.wire = used
 		}
 		if m.GetType() == raftpb.MsgSnap {
 			// The bus gives no delivery report; a lost snapshot is retried

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
@@ -74,7 +75,8 @@ func (bus *benchBus) out(subject, _ string, data []byte) {
 		if bus.drop != nil && bus.drop(c, data) {
 			return
 		}
-		bus.queue = append(bus.queue, benchMsg{to: c, m: Msg{Subject: subject, Data: data}})
+		// A copy, as a transport makes: the core reuses its buffer.
+		bus.queue = append(bus.queue, benchMsg{to: c, m: Msg{Subject: subject, Data: bytes.Clone(data)}})
 		return
 	}
 	if subject == "bench.puback" {

@@ -25,19 +25,25 @@ const (
 	chunkHeader   = 1 + 8 + 8 + 4 + 4
 )
 
-// encodeRaft cuts a raft message into wire payloads.
-func encodeRaft(m *raftpb.Message, msgID uint64) ([][]byte, error) {
+// encodeRaft cuts a raft message into wire payloads. A message that goes
+// whole is encoded into buf when it fits (buf's contents are overwritten)
+// and returned with the buffer it used, to be used again once the payload
+// has been sent; chunks are always new.
+func encodeRaft(m *raftpb.Message, msgID uint64, buf []byte) (payloads [][]byte, used []byte, err error) {
 	// Marshalled after the frame byte: an append of a large batch is not
 	// copied again to put the byte in front.
 	// Size caches the sizes Marshal would compute again.
 	size := proto.Size(m)
-	framed, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(make([]byte, 1, 1+size), m)
+	if cap(buf) < 1+size {
+		buf = make([]byte, 0, 1+size)
+	}
+	framed, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf[:1], m)
 	if err != nil {
-		return nil, fmt.Errorf("node: encode raft message: %w", err)
+		return nil, buf, fmt.Errorf("node: encode raft message: %w", err)
 	}
 	framed[0] = wireWhole
 	if len(framed) <= chunkBytesMax {
-		return [][]byte{framed}, nil
+		return [][]byte{framed}, framed, nil
 	}
 	data := framed[1:]
 	per := chunkBytesMax - chunkHeader
@@ -53,7 +59,7 @@ func encodeRaft(m *raftpb.Message, msgID uint64) ([][]byte, error) {
 		binary.BigEndian.PutUint32(b[21:], uint32(count))
 		out = append(out, append(b, part...))
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 // reassembler rebuilds chunked raft messages, one in progress per sender.

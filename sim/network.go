@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -70,6 +71,7 @@ func matches(pattern, subject string) bool {
 // publish sends a message to every endpoint subscribed to subject, in
 // endpoint order.
 func (n *network) publish(now int64, from endpoint, subject, reply string, data []byte) {
+	data = bytes.Clone(data) // a node's buffer is its own again once this returns
 	var targets []endpoint
 	for e, pats := range n.subs {
 		for _, p := range pats {
