@@ -582,6 +582,18 @@ func (c *Core) commitOnly(m *raftpb.Message) bool {
 	return drop
 }
 
+// followerUnreachable reports whether raft has not heard from some
+// follower lately (planted bug BugPubAckNeedsAllReplicas).
+func (c *Core) followerUnreachable() bool {
+	unreachable := false
+	c.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if id != c.id && !pr.RecentActive {
+			unreachable = true
+		}
+	})
+	return unreachable
+}
+
 func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {
 	if c.checkEach && len(ents) > 0 {
 		defer func() {

@@ -426,6 +426,9 @@ func (c *Core) carryOut(nowNanos int64, cmd *pb.Command, res statemachine.Result
 	case *pb.Command_Publish:
 		subjects := op.Publish.GetAckSubjects()
 		msgs := op.Publish.GetMsgs()
+		if c.planted(statemachine.BugPubAckNeedsAllReplicas) && c.followerUnreachable() {
+			subjects = nil
+		}
 		for i, a := range res.PubAcks {
 			if a.Err == "" && i < len(msgs) {
 				c.stats.InMsgs++

@@ -26,6 +26,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		{"queue member leaves without handing over its pending messages", statemachine.BugQueueLeaveDropsPending, 10},
 		{"snapshot omits a channel's newest message", statemachine.BugSnapshotDropsNewest, 10},
 		{"lost appends found only by the next proposal", statemachine.BugHeartbeatAppendDropped, 20},
+		{"no PubAck while a follower is down", statemachine.BugPubAckNeedsAllReplicas, 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for seed := uint64(1); seed <= uint64(tc.maxSeeds); seed++ {

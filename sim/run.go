@@ -285,8 +285,9 @@ func (w *World) flipBit(n *simNode) {
 // of them publishes, so that the cluster goes quiet after each proposal
 // for longer than the bound. For degradedSteps, every entry in the
 // leader's log must be applied on every running node within degradedLag
-// steps, and a leader must serve within degradedLag steps of losing the
-// last one.
+// steps, a probe's publish must be answered within degradedLag steps
+// unless the leader changed, and a leader must serve within degradedLag
+// steps of losing the last one.
 func (w *World) degradedPhase() {
 	var voters []*simNode
 	for _, n := range w.nodes {
@@ -331,7 +332,7 @@ func (w *World) degradedPhase() {
 	start := w.step
 	for end := w.step + degradedSteps; w.step < end && w.failure == nil; w.step++ {
 		if i := w.step - start; i%degradedProbe == degradedProbe/2 {
-			w.probe(i / degradedProbe)
+			w.probe(i/degradedProbe, &watch)
 		}
 		w.advance(true)
 		w.checkStep()
@@ -347,13 +348,17 @@ func (w *World) degradedPhase() {
 }
 
 // probe has the i-th connected client (round robin) with nothing in flight
-// publish one message.
-func (w *World) probe(i int) {
+// publish one message, and d watch for its answer when a leader serves.
+func (w *World) probe(i int, d *degradedWatch) {
 	for j := range w.clients {
 		c := w.clients[(i+j)%len(w.clients)]
 		if c.state == connected && len(c.pubs) == 0 && c.resp.PubPrefix != "" {
 			w.tracef("client %s probes", c.id)
 			c.publish()
+			if lead := w.leader(); lead != nil {
+				d.probes = append(d.probes, degradedProbeOp{op: len(w.hist.pubs) - 1, step: w.step, leader: lead.name,
+					term: lead.core.Status().HardState.GetTerm()})
+			}
 			return
 		}
 	}
@@ -367,6 +372,16 @@ type degradedWatch struct {
 	seen     []degradedSample // oldest first; dropped once applied everywhere
 	noLeader int              // step since which none serves; 0 while one does
 	maxLag   int
+	probes   []degradedProbeOp // publishes not yet answered, oldest first
+}
+
+// degradedProbeOp is a probe's publish and the leader that served when it
+// was sent.
+type degradedProbeOp struct {
+	op     int // in w.hist.pubs
+	step   int
+	leader string
+	term   uint64
 }
 
 type degradedSample struct {
@@ -408,6 +423,17 @@ func (w *World) watchProgress(down map[*simNode]bool, d *degradedWatch) string {
 	for len(d.seen) > 0 && d.seen[0].index <= applied {
 		d.maxLag = max(d.maxLag, w.step-d.seen[0].step)
 		d.seen = d.seen[1:]
+	}
+	// A publish sent while a leader served is answered within the bound if
+	// that leader still leads (in the same term): only a change of leader
+	// may leave it to the client's timeout.
+	for len(d.probes) > 0 && w.step-d.probes[0].step > degradedLag {
+		p := d.probes[0]
+		if w.hist.pubs[p.op].outcome == pubPending && p.leader == lead.name && p.term == st.HardState.GetTerm() {
+			return fmt.Sprintf("publish %q, sent at step %d, has no answer after %d steps, leader %s serving throughout",
+				w.hist.pubs[p.op].payload, p.step, w.step-p.step, lead.name)
+		}
+		d.probes = d.probes[1:]
 	}
 	if len(d.seen) > 0 && w.step-d.seen[0].step > degradedLag {
 		return fmt.Sprintf("index %d, in leader %s's log since step %d, is not applied on %s after %d steps (applied %d, leader committed %d)",

@@ -27,4 +27,8 @@ const (
 	// entries in flight were lost: with a minority down, a lost append then
 	// stalls the commit until something else is proposed.
 	BugHeartbeatAppendDropped
+	// BugPubAckNeedsAllReplicas (node) holds back PubAcks while any
+	// follower is unreachable: a cluster with a minority down commits but
+	// answers no publisher.
+	BugPubAckNeedsAllReplicas
 )
