@@ -539,9 +539,10 @@ func (c *Core) send(msgs []*raftpb.Message) {
 		for _, ch := range chunks {
 			c.out(subject, "", ch)
 		}
-		if cap(used) <= chunkBytesMax+1 {
+		if used != nil && cap(used) <= chunkBytesMax+1 {
 			// Kept for the next message: an append of a batch costs an
-			// allocation (cleared, as large ones are) no more.
+			// allocation (cleared, as large ones are) no more. A chunked
+			// message leaves the buffer as it was.
 			c.wire = used
 		}
 		if m.GetType() == raftpb.MsgSnap {
