@@ -47,8 +47,10 @@ type Core struct {
 	// heartbeatAnswered: followers whose heartbeat response the leader
 	// stepped since it last sent them an empty append (see commitOnly).
 	heartbeatAnswered map[uint64]bool
-	// wire is the buffer raft messages are encoded into (see send).
-	wire []byte
+	// wire is the buffer raft messages are encoded into (see send), ackBuf
+	// the one PubAcks are (see carryOut).
+	wire, ackBuf []byte
+	pubSlab      []pb.PubMsg // what publishRequest decodes into
 
 	confState     *raftpb.ConfState
 	applied       uint64

@@ -70,9 +70,23 @@ func (c *Core) request(nowNanos int64, m Msg) {
 	}
 }
 
+// pubSlabMsgs is how many PubMsgs the leader allocates at once: the ones
+// of a batch are applied, and let go, together.
+const pubSlabMsgs = 64
+
 func (c *Core) publishRequest(m Msg) {
-	msg, err := statemachine.DecodePubMsg(m.Data)
-	if err != nil {
+	var prev *pb.PubMsg
+	if n := len(c.queue); n > 0 && c.pubRaw != nil && c.queue[n-1] == c.pubRaw.cmd {
+		if p, ok := c.queue[n-1].Op.(*pb.Command_Publish); ok && len(p.Publish.Msgs) > 0 {
+			prev = p.Publish.Msgs[len(p.Publish.Msgs)-1]
+		}
+	}
+	if len(c.pubSlab) == 0 {
+		c.pubSlab = make([]pb.PubMsg, pubSlabMsgs)
+	}
+	msg := &c.pubSlab[0]
+	c.pubSlab = c.pubSlab[1:]
+	if err := statemachine.DecodePubMsgInto(msg, m.Data, prev); err != nil {
 		c.respond(m.Reply, &pb.PubAck{Error: statemachine.ErrInvalidPubReq})
 		return
 	}
@@ -352,16 +366,9 @@ func (c *Core) tickHeartbeats(nowNanos int64) {
 	}
 }
 
-// encodePubAck is proto.Marshal of a PubAck, by hand: one per message.
-func encodePubAck(guid, errStr string) []byte {
-	n := 0
-	if guid != "" {
-		n += 1 + protowire.SizeBytes(len(guid))
-	}
-	if errStr != "" {
-		n += 1 + protowire.SizeBytes(len(errStr))
-	}
-	b := make([]byte, 0, n)
+// appendPubAck appends proto.Marshal of a PubAck, by hand, to b: one per
+// message, into a buffer the core keeps (an Outbox does not keep data).
+func appendPubAck(b []byte, guid, errStr string) []byte {
 	if guid != "" {
 		b = protowire.AppendString(append(b, 1<<3|byte(protowire.BytesType)), guid)
 	}
@@ -435,7 +442,8 @@ func (c *Core) carryOut(nowNanos int64, cmd *pb.Command, res statemachine.Result
 				c.stats.InBytes += uint64(len(msgs[i].GetData()))
 			}
 			if i < len(subjects) && subjects[i] != "" {
-				c.out(subjects[i], "", encodePubAck(a.Guid, a.Err))
+				c.ackBuf = appendPubAck(c.ackBuf[:0], a.Guid, a.Err)
+				c.out(subjects[i], "", c.ackBuf)
 			}
 		}
 	}

@@ -777,14 +777,14 @@ func TestProtocolBadInput(t *testing.T) {
 	}
 }
 
-// TestEncodePubAckMatchesProto: the hand-made PubAck is proto.Marshal's.
-func TestEncodePubAckMatchesProto(t *testing.T) {
+// TestAppendPubAckMatchesProto: the hand-made PubAck is proto.Marshal's.
+func TestAppendPubAckMatchesProto(t *testing.T) {
 	for _, a := range []*pb.PubAck{{}, {Guid: "g"}, {Error: "stan: bad"}, {Guid: strings.Repeat("x", 300), Error: "e"}} {
 		want, err := proto.Marshal(a)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := encodePubAck(a.GetGuid(), a.GetError()); !bytes.Equal(got, want) {
+		if got := appendPubAck([]byte("kept"), a.GetGuid(), a.GetError()); !bytes.Equal(got[4:], want) || string(got[:4]) != "kept" {
 			t.Errorf("%v: got %x, want %x", a, got, want)
 		}
 	}

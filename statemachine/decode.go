@@ -21,14 +21,23 @@ import (
 // DecodePubMsg decodes a client's PubMsg.
 func DecodePubMsg(b []byte) (*pb.PubMsg, error) {
 	m := &pb.PubMsg{}
-	if decodePubMsgFast(b, m, nil) {
-		return m, nil
-	}
-	m = &pb.PubMsg{}
-	if err := proto.Unmarshal(b, m); err != nil {
+	if err := DecodePubMsgInto(m, b, nil); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// DecodePubMsgInto decodes a client's PubMsg into the empty m, which the
+// caller may take from a slab. prev, when set, is the message decoded before
+// it: a client ID and subject equal to prev's share its strings, two
+// allocations fewer per message of a publisher's stream. On error m holds
+// nothing to use.
+func DecodePubMsgInto(m *pb.PubMsg, b []byte, prev *pb.PubMsg) error {
+	if decodePubMsgFast(b, m, prev) {
+		return nil
+	}
+	proto.Reset(m)
+	return proto.Unmarshal(b, m)
 }
 
 // decodePubMsgFast decodes b into the empty m and reports whether it could.

@@ -57,6 +57,28 @@ func FuzzDecodePubMsg(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) { sameAsProto(t, "DecodePubMsg", data, DecodePubMsg, &pb.PubMsg{}) })
 }
 
+// FuzzDecodePubMsgInto holds DecodePubMsgInto to proto.Unmarshal, after any
+// message: sharing the previous message's strings changes nothing.
+func FuzzDecodePubMsgInto(f *testing.F) {
+	seeds := pubMsgSeeds()
+	for _, a := range seeds {
+		for _, b := range seeds {
+			f.Add(a, b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, before, data []byte) {
+		prev, err := DecodePubMsg(before)
+		if err != nil {
+			prev = nil
+		}
+		after := func(b []byte) (*pb.PubMsg, error) {
+			m := &pb.PubMsg{}
+			return m, DecodePubMsgInto(m, b, prev)
+		}
+		sameAsProto(t, "DecodePubMsgInto", data, after, &pb.PubMsg{})
+	})
+}
+
 // FuzzDecodeCommand holds DecodeCommand (whose Publish commands take a fast
 // path) to proto.Unmarshal.
 func FuzzDecodeCommand(f *testing.F) {

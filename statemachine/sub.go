@@ -1,6 +1,7 @@
 package statemachine
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/stanza-io/stanza/statemachine/pb"
@@ -336,6 +337,7 @@ func (a *applier) resendPending(sb *sub) {
 }
 
 func (a *applier) publish(msgs []*pb.PubMsg) {
+	a.res.PubAcks = slices.Grow(a.res.PubAcks, len(msgs))
 	for _, m := range msgs {
 		ack := PubAck{Guid: m.GetGuid()}
 		ack.Seq, ack.Err = a.publishOne(m)
