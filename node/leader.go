@@ -75,11 +75,10 @@ func (c *Core) request(nowNanos int64, m Msg) {
 const pubSlabMsgs = 64
 
 func (c *Core) publishRequest(m Msg) {
+	open := c.openPublish()
 	var prev *pb.PubMsg
-	if n := len(c.queue); n > 0 && c.pubRaw != nil && c.queue[n-1] == c.pubRaw.cmd {
-		if p, ok := c.queue[n-1].Op.(*pb.Command_Publish); ok && len(p.Publish.Msgs) > 0 {
-			prev = p.Publish.Msgs[len(p.Publish.Msgs)-1]
-		}
+	if open != nil && len(open.Msgs) > 0 {
+		prev = open.Msgs[len(open.Msgs)-1]
 	}
 	if len(c.pubSlab) == 0 {
 		c.pubSlab = make([]pb.PubMsg, pubSlabMsgs)
@@ -100,19 +99,30 @@ func (c *Core) publishRequest(m Msg) {
 	// The entry carries the client's PubMsg bytes as they came: a PubMsg
 	// field of the Publish command is those bytes, framed (see
 	// encodePublishCommand), so nothing is encoded again.
-	if n := len(c.queue); n > 0 && c.pubRaw != nil && c.queue[n-1] == c.pubRaw.cmd {
-		if p, ok := c.queue[n-1].Op.(*pb.Command_Publish); ok && len(p.Publish.Msgs) < publishBatchMsgsMax && c.pubRaw.bytes < publishBatchBytesMax {
-			p.Publish.Msgs = append(p.Publish.Msgs, msg)
-			p.Publish.AckSubjects = append(p.Publish.AckSubjects, m.Reply)
-			c.pubRaw.add(m.Data)
-			return
-		}
+	if open != nil && len(open.Msgs) < publishBatchMsgsMax && c.pubRaw.bytes < publishBatchBytesMax {
+		open.Msgs = append(open.Msgs, msg)
+		open.AckSubjects = append(open.AckSubjects, m.Reply)
+		c.pubRaw.add(m.Data)
+		return
 	}
 	cmd := &pb.Command{Op: &pb.Command_Publish{Publish: &pb.Publish{Msgs: []*pb.PubMsg{msg}, AckSubjects: []string{m.Reply}}}}
 	c.queue = append(c.queue, cmd)
 	c.pubRaw = &rawPublish{cmd: cmd}
 	c.pubRaw.add(m.Data)
 	c.raws = append(c.raws, c.pubRaw)
+}
+
+// openPublish is the Publish command last queued, which a publish may
+// join, or nil when the queue ends with anything else.
+func (c *Core) openPublish() *pb.Publish {
+	n := len(c.queue)
+	if n == 0 || c.pubRaw == nil || c.queue[n-1] != c.pubRaw.cmd {
+		return nil
+	}
+	if p, ok := c.queue[n-1].Op.(*pb.Command_Publish); ok {
+		return p.Publish
+	}
+	return nil
 }
 
 // rawPublish is the client's bytes of each PubMsg of a queued Publish
