@@ -624,9 +624,11 @@ func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {
 				cmd, err = statemachine.DecodeCommand(e.GetData())
 			}
 			if err != nil {
-				// Every replica skips the same entry: they stay equal.
-				c.log.Error("skipping undecodable entry", "index", idx, "err", err)
-				break
+				// A leader proposes only what it encoded, so this is a later
+				// version's command (or a bug). Skipping it could leave this
+				// replica differing from those that applied it; stopping
+				// before it keeps the state right for a binary that reads it.
+				return fmt.Errorf("%w: entry %d is a command this version cannot apply (written by a later version?): %v", ErrStopped, idx, err)
 			}
 			// Only the leader that proposed an entry sends what it decided:
 			// an entry of an earlier term may have been carried out by its

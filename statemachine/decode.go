@@ -340,7 +340,13 @@ func decodePublishBody(b []byte) (*pb.Publish, bool) {
 	return p, true
 }
 
-// DecodeCommand decodes a command from raft entry data.
+// DecodeCommand decodes a command from raft entry data. A command with a
+// top-level field this version does not know is refused, as is one with no
+// operation: a later version that changes what commands mean adds such a
+// field (a new operation, or a field saying how to read the others), and a
+// replica that applied the command without it would silently differ from
+// the others. Inside an operation unknown fields are kept, as proto keeps
+// them: the protocol messages there are the clients' own.
 func DecodeCommand(data []byte) (*pb.Command, error) {
 	if cmd, ok := decodeCommandFast(data); ok {
 		return cmd, nil
@@ -348,6 +354,10 @@ func DecodeCommand(data []byte) (*pb.Command, error) {
 	cmd := &pb.Command{}
 	if err := proto.Unmarshal(data, cmd); err != nil {
 		return nil, fmt.Errorf("statemachine: decode command: %w", err)
+	}
+	if u := cmd.ProtoReflect().GetUnknown(); len(u) > 0 {
+		num, _, _ := protowire.ConsumeTag(u)
+		return nil, fmt.Errorf("statemachine: decode command: field %d is unknown to this version", num)
 	}
 	if cmd.Op == nil {
 		return nil, fmt.Errorf("statemachine: decode command: no operation")

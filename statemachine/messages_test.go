@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"github.com/stanza-io/stanza/statemachine/pb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // TestExternalLogReplay is the contract between the state machine and a
@@ -230,5 +232,44 @@ func TestHealthAndCloseOfAReplacedConnection(t *testing.T) {
 	apply(&pb.CloseClient{ClientID: "c", HbInbox: "hb.2"})
 	if _, ok := s.ClientByID("c"); ok {
 		t.Fatal("the connection's own close was ignored")
+	}
+}
+
+// TestRestoreRefusesUnknownFields: a snapshot holding a field this version
+// does not know, at the top or deep inside (a later version's state), is
+// refused and the state is unchanged.
+func TestRestoreRefusesUnknownFields(t *testing.T) {
+	s := New(Config{Limits: DefaultLimits(), Log: newMemLog()})
+	s.Apply(NewCommand(1, &pb.Connect{Request: &pb.ConnectRequest{ClientID: "c", HeartbeatInbox: "hb"}}))
+	s.Apply(NewCommand(2, &pb.Publish{Msgs: []*pb.PubMsg{{ClientID: "c", Guid: "g", Subject: "foo", Data: []byte("x")}}}))
+	s.Apply(NewCommand(3, &pb.Subscribe{Request: &pb.SubscriptionRequest{ClientID: "c", Subject: "foo", Inbox: "in", MaxInFlight: 1,
+		AckWaitInSecs: 30, StartPosition: pb.StartPosition_First}, AckInbox: "ack"}))
+	good := s.SnapshotWithMessages()
+	extra := protowire.AppendVarint(protowire.AppendTag(nil, 40, protowire.VarintType), 1)
+	for _, where := range []string{"Snapshot", "SubState"} {
+		snap := &pb.Snapshot{}
+		if err := proto.Unmarshal(good, snap); err != nil {
+			t.Fatal(err)
+		}
+		var m protoreflect.Message = snap.ProtoReflect()
+		if where == "SubState" {
+			m = snap.GetChannels()[0].GetSubs()[0].ProtoReflect()
+		}
+		m.SetUnknown(extra)
+		data, err := proto.Marshal(snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := New(Config{Limits: DefaultLimits(), Log: newMemLog()})
+		before := r.SnapshotWithMessages()
+		if err := r.Restore(data); err == nil || !strings.Contains(err.Error(), "field 40 of "+where) {
+			t.Errorf("restore with field 40 in %s: %v", where, err)
+		}
+		if !bytes.Equal(r.SnapshotWithMessages(), before) {
+			t.Errorf("a refused snapshot (field 40 in %s) changed the state", where)
+		}
+	}
+	if err := New(Config{Limits: DefaultLimits(), Log: newMemLog()}).Restore(good); err != nil {
+		t.Fatalf("restore of the snapshot as written: %v", err)
 	}
 }

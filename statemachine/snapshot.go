@@ -6,7 +6,9 @@ import (
 	"slices"
 
 	"github.com/stanza-io/stanza/statemachine/pb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Snapshot encodes the whole state deterministically (equal states give
@@ -83,6 +85,12 @@ func (s *State) Restore(data []byte) error {
 	snap := &pb.Snapshot{}
 	if err := proto.Unmarshal(data, snap); err != nil {
 		return fmt.Errorf("statemachine: decode snapshot: %w", err)
+	}
+	// Everything in a snapshot is the state machine's own: a field this
+	// version does not know is state a later version kept, and restoring
+	// without it would make this replica differ.
+	if where := unknownField(snap.ProtoReflect()); where != "" {
+		return fmt.Errorf("statemachine: snapshot: %s is unknown to this version", where)
 	}
 	n := New(s.cfg)
 	n.msgs, n.own = s.msgs, s.own
@@ -421,4 +429,33 @@ func containsSub(list []*sub, sb *sub) bool {
 		}
 	}
 	return false
+}
+
+// unknownField names the first field in m, or in a message inside it, that
+// this version's schema does not have; "" if there is none.
+func unknownField(m protoreflect.Message) string {
+	if u := m.GetUnknown(); len(u) > 0 {
+		num, _, _ := protowire.ConsumeTag(u)
+		return fmt.Sprintf("field %d of %s", num, m.Descriptor().Name())
+	}
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() { // in the schema's order: the same answer on every replica
+		fd := fields.Get(i)
+		if fd.Message() == nil || fd.IsMap() || !m.Has(fd) {
+			continue // no map in the snapshot's schema
+		}
+		if !fd.IsList() {
+			if where := unknownField(m.Get(fd).Message()); where != "" {
+				return where
+			}
+			continue
+		}
+		l := m.Get(fd).List()
+		for j := range l.Len() {
+			if where := unknownField(l.Get(j).Message()); where != "" {
+				return where
+			}
+		}
+	}
+	return ""
 }
