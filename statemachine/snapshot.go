@@ -434,9 +434,20 @@ func containsSub(list []*sub, sb *sub) bool {
 // unknownField names the first field in m, or in a message inside it, that
 // this version's schema does not have; "" if there is none.
 func unknownField(m protoreflect.Message) string {
-	if u := m.GetUnknown(); len(u) > 0 {
-		num, _, _ := protowire.ConsumeTag(u)
-		return fmt.Sprintf("field %d of %s", num, m.Descriptor().Name())
+	for u := m.GetUnknown(); len(u) > 0; {
+		num, typ, n := protowire.ConsumeTag(u)
+		if n < 0 {
+			return fmt.Sprintf("a malformed field of %s", m.Descriptor().Name())
+		}
+		// A reserved number is a field this version dropped on purpose.
+		if !m.Descriptor().ReservedRanges().Has(num) {
+			return fmt.Sprintf("field %d of %s", num, m.Descriptor().Name())
+		}
+		k := protowire.ConsumeFieldValue(num, typ, u[n:])
+		if k < 0 {
+			return fmt.Sprintf("a malformed field of %s", m.Descriptor().Name())
+		}
+		u = u[n+k:]
 	}
 	fields := m.Descriptor().Fields()
 	for i := range fields.Len() { // in the schema's order: the same answer on every replica
