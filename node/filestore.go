@@ -31,6 +31,9 @@ type FileStorageOptions struct {
 	NoSync bool
 	// SegmentBytesMax bounds a log segment (0: the WAL's default).
 	SegmentBytesMax int64
+	// Preallocate reserves each log segment's space when it is created, so
+	// that a sync records no new file size (storage.WALOptions).
+	Preallocate bool
 	// Msgs tunes the message store.
 	Msgs storage.FileMsgStoreOptions
 }
@@ -40,7 +43,7 @@ func OpenFileStorage(fsys storage.FS, dir string, opts FileStorageOptions) (*Fil
 	if err := storage.MkdirAllSync(fsys, dir); err != nil {
 		return nil, fmt.Errorf("node: storage directory %s: %w", dir, err)
 	}
-	wal, err := storage.OpenWAL(fsys, path.Join(dir, "wal"), storage.WALOptions{SegmentBytesMax: opts.SegmentBytesMax})
+	wal, err := storage.OpenWAL(fsys, path.Join(dir, "wal"), storage.WALOptions{SegmentBytesMax: opts.SegmentBytesMax, Preallocate: opts.Preallocate})
 	if err != nil {
 		return nil, fmt.Errorf("node: open log: %w", err)
 	}

@@ -313,7 +313,7 @@ func (w *World) retire(n *simNode) {
 }
 
 func (w *World) startNode(n *simNode) {
-	st, err := node.OpenFileStorage(n.fs, "/data", node.FileStorageOptions{SegmentBytesMax: 32 * 1024,
+	st, err := node.OpenFileStorage(n.fs, "/data", node.FileStorageOptions{SegmentBytesMax: 32 * 1024, Preallocate: true,
 		Msgs: storage.FileMsgStoreOptions{SegmentBytesMax: 4096, OpenSegmentsMax: 4}})
 	if err != nil {
 		if n.diskFaults && errors.Is(err, storage.ErrCorrupt) {

@@ -45,7 +45,7 @@ type Op uint8
 const (
 	// OpRead is File.ReadAt, List and Open.
 	OpRead Op = 1 << iota
-	// OpWrite is File.Write, File.WriteAt, File.Truncate, Create, Rename,
+	// OpWrite is File.Write, File.WriteAt, File.Truncate, File.Allocate, Create, Rename,
 	// Remove, RemoveAll and MkdirAll.
 	OpWrite
 	// OpSync is File.Sync and SyncDir.
@@ -565,6 +565,17 @@ func (f *memFile) Truncate(sizeBytes int64) error {
 	f.n.data = applyWrite(f.n.data, w)
 	f.n.pending = append(f.n.pending, w)
 	return nil
+}
+
+// Allocate is Truncate to a larger size: MemFS has no space to reserve.
+func (f *memFile) Allocate(sizeBytes int64) error {
+	f.m.mu.Lock()
+	size := int64(len(f.n.data))
+	f.m.mu.Unlock()
+	if sizeBytes <= size {
+		return nil
+	}
+	return f.Truncate(sizeBytes)
 }
 
 func (f *memFile) Size() (int64, error) {

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -120,7 +121,7 @@ func TestWALLockExcludesSecondOpen(t *testing.T) {
 // from the remaining segments has the same state.
 func TestWALSegmentsAndCompaction(t *testing.T) {
 	eachFS(t, func(t *testing.T, tfs testFS) {
-		opts := WALOptions{SegmentBytesMax: 300, Preallocate: tfs.name == "memfs"}
+		opts := WALOptions{SegmentBytesMax: 300, Preallocate: true}
 		w := openWAL(t, tfs.fsys, tfs.dir, opts)
 		for i := uint64(1); i <= 100; i += 5 {
 			if err := w.Save(hardState(1, 1, i), ents(i, i+4, 1), true); err != nil {
@@ -436,4 +437,109 @@ func mustPanic(t *testing.T, what string, fn func()) {
 		}
 	}()
 	fn()
+}
+
+// TestWALPreallocate: with Preallocate the active segment is
+// SegmentBytesMax long from its creation, the zeros after the last batch
+// read as the end of the log, a torn write into them is cut off on open and
+// the space reserved again, and a cut segment keeps only its records.
+func TestWALPreallocate(t *testing.T) {
+	eachFS(t, func(t *testing.T, tfs testFS) {
+		const segBytes = 64 << 10
+		opts := WALOptions{SegmentBytesMax: segBytes, Preallocate: true}
+		w := openWAL(t, tfs.fsys, tfs.dir, opts)
+		if err := w.Save(hardState(1, 1, 10), ents(1, 10, 1), true); err != nil {
+			t.Fatal(err)
+		}
+		active := func() (string, int64) {
+			t.Helper()
+			segs := w.Segments()
+			name := filepath.Join(tfs.dir, segs[len(segs)-1])
+			f, err := tfs.fsys.Open(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			size, err := f.Size()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return name, size
+		}
+		name, size := active()
+		if size != segBytes {
+			t.Fatalf("active segment is %d bytes, want %d preallocated", size, segBytes)
+		}
+		want := describe(w)
+		w.Close()
+
+		// A torn write after the last batch: half a record header.
+		f, err := tfs.fsys.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end := int64(0)
+		rec := appendRecord(nil, recBatch, []byte("torn"))
+		buf := make([]byte, segBytes)
+		if _, err := f.ReadAt(buf, 0); err != nil {
+			t.Fatal(err)
+		}
+		for end = segBytes; end > 0 && buf[end-1] == 0; end-- {
+		}
+		if _, err := f.WriteAt(rec[:8], end+64); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+
+		w = openWAL(t, tfs.fsys, tfs.dir, opts)
+		if got := describe(w); got != want {
+			t.Fatalf("after a torn write into the preallocated space:\n%s\nwant:\n%s", got, want)
+		}
+		if _, size := active(); size != segBytes {
+			t.Errorf("after the torn tail was cut the segment is %d bytes, want %d again", size, segBytes)
+		}
+		f, err = tfs.fsys.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		torn := make([]byte, 8)
+		if _, err := f.ReadAt(torn, end+64); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if !bytes.Equal(torn, make([]byte, 8)) {
+			t.Errorf("the torn write is still there: %x", torn)
+		}
+		// Fill past the segment: it is cut back to its records.
+		first := name
+		for i := uint64(11); len(w.Segments()) < 2; i += 100 {
+			big := ents(i, i+99, 1)
+			for _, e := range big {
+				e.Data = make([]byte, 100)
+			}
+			if err := w.Save(hardState(1, 1, i+99), big, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f, err = tfs.fsys.Open(first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cutSize, _ := f.Size()
+		tail := make([]byte, 16)
+		if _, err := f.ReadAt(tail, cutSize-16); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if bytes.Count(tail, []byte{0}) == len(tail) {
+			t.Errorf("the cut segment ends in zeros (%d bytes): it kept its preallocation", cutSize)
+		}
+		want = describe(w)
+		w.Close()
+		w = openWAL(t, tfs.fsys, tfs.dir, opts)
+		if got := describe(w); got != want {
+			t.Errorf("after reopen:\n%s\nwant:\n%s", got, want)
+		}
+		w.Close()
+	})
 }

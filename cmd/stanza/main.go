@@ -163,7 +163,7 @@ func start(opts Options, log *slog.Logger) (r *running, err error) {
 		if opts.Clustered && opts.LogPath != "" {
 			dir = opts.LogPath
 		}
-		fst, err := node.OpenFileStorage(storage.OSFS{}, dir, node.FileStorageOptions{NoSync: !opts.ClusterSync})
+		fst, err := node.OpenFileStorage(storage.OSFS{}, dir, node.FileStorageOptions{NoSync: !opts.ClusterSync, Preallocate: opts.ClusterSync})
 		if err != nil {
 			return r, err
 		}
