@@ -74,12 +74,13 @@
 // directory entry are synced before it is used, so a crash never leaves a
 // later segment with a hole before it.
 //
-// With WALOptions.Preallocate (a node's log when it fsyncs) a segment is
-// SegmentBytesMax long from its creation, its space reserved by
-// fallocate(2) and reading as zeros after the last record: a batch's sync
-// then records no new file size. On open the zeros are the end of the log
-// (a torn write into them is cut off and the space reserved again); a
-// segment being cut is first truncated to its records.
+// With WALOptions.Preallocate (a node's log when it fsyncs) the active
+// segment's space is reserved by fallocate(2) 4 MiB (or SegmentBytesMax, if
+// smaller) ahead of its writes, reading as zeros after the last record: a
+// batch's sync then records no new file size, except once per step. On
+// open the zeros are the end of the log (a torn write into them is cut off
+// and a step reserved again); a segment being cut is first truncated to
+// its records.
 //
 // Compact and ApplySnapshot write their record and sync it, then remove the
 // oldest segments while the following segment starts at or before the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -439,13 +440,14 @@ func mustPanic(t *testing.T, what string, fn func()) {
 	fn()
 }
 
-// TestWALPreallocate: with Preallocate the active segment is
-// SegmentBytesMax long from its creation, the zeros after the last batch
-// read as the end of the log, a torn write into them is cut off on open and
-// the space reserved again, and a cut segment keeps only its records.
+// TestWALPreallocate: with Preallocate the active segment's space is
+// reserved a step ahead of its writes (the whole segment when it is
+// smaller), the zeros after the last batch read as the end of the log, a
+// torn write into them is cut off on open and a step reserved again, and a
+// cut segment keeps only its records.
 func TestWALPreallocate(t *testing.T) {
 	eachFS(t, func(t *testing.T, tfs testFS) {
-		const segBytes = 64 << 10
+		const segBytes = 64 << 10 // less than preallocStepBytes: the step
 		opts := WALOptions{SegmentBytesMax: segBytes, Preallocate: true}
 		w := openWAL(t, tfs.fsys, tfs.dir, opts)
 		if err := w.Save(hardState(1, 1, 10), ents(1, 10, 1), true); err != nil {
@@ -495,8 +497,8 @@ func TestWALPreallocate(t *testing.T) {
 		if got := describe(w); got != want {
 			t.Fatalf("after a torn write into the preallocated space:\n%s\nwant:\n%s", got, want)
 		}
-		if _, size := active(); size != segBytes {
-			t.Errorf("after the torn tail was cut the segment is %d bytes, want %d again", size, segBytes)
+		if _, size := active(); size != end+segBytes {
+			t.Errorf("after the torn tail was cut the segment is %d bytes, want %d: its records and a step reserved again", size, end+segBytes)
 		}
 		f, err = tfs.fsys.Open(name)
 		if err != nil {
@@ -541,5 +543,57 @@ func TestWALPreallocate(t *testing.T) {
 			t.Errorf("after reopen:\n%s\nwant:\n%s", got, want)
 		}
 		w.Close()
+	})
+}
+
+// TestWALPreallocateStep: a segment larger than preallocStepBytes is not
+// reserved whole: the log reserves a step ahead of its writes, so that
+// opening it reads little more than its records.
+func TestWALPreallocateStep(t *testing.T) {
+	eachFS(t, func(t *testing.T, tfs testFS) {
+		opts := WALOptions{SegmentBytesMax: 4 * preallocStepBytes, Preallocate: true}
+		w := openWAL(t, tfs.fsys, tfs.dir, opts)
+		defer func() { w.Close() }()
+		size := func() int64 {
+			t.Helper()
+			segs := w.Segments()
+			f, err := tfs.fsys.Open(filepath.Join(tfs.dir, segs[len(segs)-1]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			n, err := f.Size()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if err := w.Save(hardState(1, 1, 1), ents(1, 1, 1), true); err != nil {
+			t.Fatal(err)
+		}
+		if got := size(); got != preallocStepBytes {
+			t.Fatalf("a new segment holds %d bytes, want the first step, %d", got, preallocStepBytes)
+		}
+		// A batch that crosses the reserved end reserves a step past itself.
+		big := ents(2, 2, 1)
+		big[0].Data = make([]byte, preallocStepBytes)
+		if err := w.Save(hardState(1, 1, 2), big, true); err != nil {
+			t.Fatal(err)
+		}
+		if got := w.activeBytes + preallocStepBytes; size() != got {
+			t.Errorf("after a batch past the reserved end the segment holds %d bytes, want %d", size(), got)
+		}
+		// That entry's data is all zeros, like the reserved space after
+		// it: it still reads back whole.
+		want := describe(w)
+		w.Close()
+		w = openWAL(t, tfs.fsys, tfs.dir, opts)
+		if got := describe(w); got != want {
+			t.Errorf("after reopen:\n%s\nwant:\n%s", got, want)
+		}
+		e, err := w.Entries(2, 3, math.MaxUint64)
+		if err != nil || len(e) != 1 || len(e[0].Data) != preallocStepBytes {
+			t.Errorf("entry 2 after reopen: %d entries, err %v", len(e), err)
+		}
 	})
 }
