@@ -623,12 +623,18 @@ func (c *Core) apply(nowNanos int64, ents []*raftpb.Entry) error {
 			if cmd == nil {
 				cmd, err = statemachine.DecodeCommand(e.GetData())
 			}
+			if errors.Is(err, statemachine.ErrNewerCommand) {
+				// Skipping it could leave this replica differing from those
+				// that apply it; stopping before it keeps the state right for
+				// a binary that reads it.
+				return fmt.Errorf("%w: entry %d is a command of a later version, which this one cannot apply: %v", ErrStopped, idx, err)
+			}
 			if err != nil {
-				// A leader proposes only what it encoded, so this is a later
-				// version's command (or a bug). Skipping it could leave this
-				// replica differing from those that applied it; stopping
-				// before it keeps the state right for a binary that reads it.
-				return fmt.Errorf("%w: entry %d is a command this version cannot apply (written by a later version?): %v", ErrStopped, idx, err)
+				// Bytes no version writes (a bug): every replica refuses them
+				// alike and skips the entry, so they stay equal. Nothing was
+				// acknowledged for it: replies follow the apply.
+				c.log.Error("skipping undecodable entry", "index", idx, "err", err)
+				break
 			}
 			// Only the leader that proposed an entry sends what it decided:
 			// an entry of an earlier term may have been carried out by its

@@ -33,7 +33,7 @@ func TestUnknownCommandStopsReplicas(t *testing.T) {
 	cmd := statemachine.EncodeCommand(statemachine.NewCommand(bus.nowNano, &pb.ExpireMsgs{Channel: "foo"}))
 	cmd = protowire.AppendTag(cmd, 30, protowire.VarintType)
 	cmd = protowire.AppendVarint(cmd, 2)
-	if _, err := statemachine.DecodeCommand(cmd); err == nil || !strings.Contains(err.Error(), "field 30") {
+	if _, err := statemachine.DecodeCommand(cmd); !errors.Is(err, statemachine.ErrNewerCommand) || !strings.Contains(err.Error(), "field 30") {
 		t.Fatalf("DecodeCommand of a command with field 30: %v", err)
 	}
 	if err := leader.rn.Propose(cmd); err != nil {
@@ -77,6 +77,43 @@ func TestUnknownCommandStopsReplicas(t *testing.T) {
 	for _, c := range bus.cores {
 		if c.Applied() != before {
 			t.Errorf("replica %s applied %d, want %d (nothing past the unknown command)", c.cfg.NodeName, c.Applied(), before)
+		}
+		if msgs, _ := c.State().Totals(); msgs != 1 {
+			t.Errorf("replica %s holds %d messages, want 1", c.cfg.NodeName, msgs)
+		}
+	}
+}
+
+// TestMalformedEntrySkipped: bytes that are no command at all (no version
+// writes them; a bug would) are skipped alike by every replica, which go on
+// serving and stay equal: nothing was acknowledged for them.
+func TestMalformedEntrySkipped(t *testing.T) {
+	bus := newBenchBus(t, 3)
+	leader := bus.leader()
+	subj := SubjectsFor("_STAN.discover", "bench")
+	bus.request(t, subj.Discover, "bench.connect", &pb.ConnectRequest{ClientID: "me", HeartbeatInbox: "bench.hb", Protocol: 1, ConnID: []byte("c1")})
+	bad := []byte{0x22, 0x05, 0x0a} // a Publish whose length runs past the end
+	if _, err := statemachine.DecodeCommand(bad); err == nil || errors.Is(err, statemachine.ErrNewerCommand) {
+		t.Fatalf("DecodeCommand(%x): %v, want a decode error that is not ErrNewerCommand", bad, err)
+	}
+	if err := leader.rn.Propose(bad); err != nil {
+		t.Fatal(err)
+	}
+	bus.pump(t) // fails the test if a core stops
+	data, _ := proto.Marshal(&pb.PubMsg{ClientID: "me", ConnID: []byte("c1"), Guid: "g1", Subject: "foo", Data: []byte("x")})
+	leader.Receive(bus.nowNano, Msg{Subject: subj.PubPrefix + ".foo", Reply: "bench.puback", Data: data})
+	bus.pump(t)
+	if bus.pubAcks != 1 {
+		t.Fatalf("%d PubAcks after the skipped entry, want 1", bus.pubAcks)
+	}
+	bus.nowNano += 100_000_000
+	for _, c := range bus.cores {
+		c.Tick(bus.nowNano)
+	}
+	bus.pump(t)
+	for _, c := range bus.cores {
+		if c.Applied() != leader.Applied() {
+			t.Errorf("replica %s applied %d, the leader %d", c.cfg.NodeName, c.Applied(), leader.Applied())
 		}
 		if msgs, _ := c.State().Totals(); msgs != 1 {
 			t.Errorf("replica %s holds %d messages, want 1", c.cfg.NodeName, msgs)

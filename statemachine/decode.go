@@ -1,6 +1,7 @@
 package statemachine
 
 import (
+	"errors"
 	"fmt"
 	"unicode/utf8"
 
@@ -340,13 +341,19 @@ func decodePublishBody(b []byte) (*pb.Publish, bool) {
 	return p, true
 }
 
-// DecodeCommand decodes a command from raft entry data. A command with a
-// top-level field this version does not know is refused, as is one with no
-// operation: a later version that changes what commands mean adds such a
-// field (a new operation, or a field saying how to read the others), and a
-// replica that applied the command without it would silently differ from
-// the others. Inside an operation unknown fields are kept, as proto keeps
-// them: the protocol messages there are the clients' own.
+// ErrNewerCommand is wrapped by DecodeCommand's error for a command with a
+// top-level field this version does not know: a later version that changes
+// what commands mean adds such a field (a new operation, or a field saying
+// how to read the others), and a replica that applied the command without
+// it would silently differ from the others. Inside an operation unknown
+// fields are kept, as proto keeps them: the protocol messages there are the
+// clients' own.
+var ErrNewerCommand = errors.New("statemachine: command of a later version")
+
+// DecodeCommand decodes a command from raft entry data. It refuses bytes
+// that are not a command (no version writes those: every replica of one
+// version refuses them alike) and, wrapping ErrNewerCommand, a command with
+// a top-level field this version does not know.
 func DecodeCommand(data []byte) (*pb.Command, error) {
 	if cmd, ok := decodeCommandFast(data); ok {
 		return cmd, nil
@@ -357,7 +364,7 @@ func DecodeCommand(data []byte) (*pb.Command, error) {
 	}
 	if u := cmd.ProtoReflect().GetUnknown(); len(u) > 0 {
 		num, _, _ := protowire.ConsumeTag(u)
-		return nil, fmt.Errorf("statemachine: decode command: field %d is unknown to this version", num)
+		return nil, fmt.Errorf("%w: field %d is unknown to this version", ErrNewerCommand, num)
 	}
 	if cmd.Op == nil {
 		return nil, fmt.Errorf("statemachine: decode command: no operation")
