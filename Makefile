@@ -31,7 +31,7 @@ test: unit sim
 unit:
 	$(GO) test -count=1 ./...
 
-# The planted-bug test (each of five deliberate bugs must be caught within
+# The planted-bug test (each of seven deliberate bugs must be caught within
 # ten seeds), $(SEEDS) seeds across the cores, then every seed of the
 # regression file twice, comparing trace hashes.
 sim:
