@@ -32,7 +32,7 @@ unit:
 	$(GO) test -count=1 ./...
 
 # The planted-bug test (each of seven deliberate bugs must be caught within
-# ten seeds), $(SEEDS) seeds across the cores, then every seed of the
+# ten seeds, twenty for one), $(SEEDS) seeds across the cores, then every seed of the
 # regression file twice, comparing trace hashes.
 sim:
 	$(GO) test -count=1 -tags stanzabugs -run TestPlantedBugsAreCaught ./sim
