@@ -453,21 +453,7 @@ func TestWALPreallocate(t *testing.T) {
 		if err := w.Save(hardState(1, 1, 10), ents(1, 10, 1), true); err != nil {
 			t.Fatal(err)
 		}
-		active := func() (string, int64) {
-			t.Helper()
-			segs := w.Segments()
-			name := filepath.Join(tfs.dir, segs[len(segs)-1])
-			f, err := tfs.fsys.Open(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			size, err := f.Size()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return name, size
-		}
+		active := func() (string, int64) { return activeSegment(t, tfs, w) }
 		name, size := active()
 		if size != segBytes {
 			t.Fatalf("active segment is %d bytes, want %d preallocated", size, segBytes)
@@ -554,20 +540,7 @@ func TestWALPreallocateStep(t *testing.T) {
 		opts := WALOptions{SegmentBytesMax: 4 * preallocStepBytes, Preallocate: true}
 		w := openWAL(t, tfs.fsys, tfs.dir, opts)
 		defer func() { w.Close() }()
-		size := func() int64 {
-			t.Helper()
-			segs := w.Segments()
-			f, err := tfs.fsys.Open(filepath.Join(tfs.dir, segs[len(segs)-1]))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			n, err := f.Size()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
+		size := func() int64 { _, n := activeSegment(t, tfs, w); return n }
 		if err := w.Save(hardState(1, 1, 1), ents(1, 1, 1), true); err != nil {
 			t.Fatal(err)
 		}
@@ -596,4 +569,21 @@ func TestWALPreallocateStep(t *testing.T) {
 			t.Errorf("entry 2 after reopen: %d entries, err %v", len(e), err)
 		}
 	})
+}
+
+// activeSegment returns the path and size of w's last segment.
+func activeSegment(t *testing.T, tfs testFS, w *WAL) (string, int64) {
+	t.Helper()
+	segs := w.Segments()
+	name := filepath.Join(tfs.dir, segs[len(segs)-1])
+	f, err := tfs.fsys.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name, size
 }
