@@ -11,19 +11,28 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 )
 
-// Server runs a Core on a real bus: one goroutine owns the core; NATS
-// callbacks only queue messages; a ticker drives time.
+// Server runs a Core on a real bus. One goroutine at a time runs the core,
+// under turnMu: the NATS callback that delivers a message when nothing is
+// queued behind it (a lone request is answered on the goroutine that
+// received it, with no hand-off), or else the server's own goroutine, which
+// also drives time and runs Do. Under load, callbacks only queue, and the
+// core takes what piled up in one batch.
 type Server struct {
 	core *Core
 	conn transport.Conn
 	log  *slog.Logger
 	tick time.Duration
 
+	turnMu sync.Mutex // held while the core runs
+	halted bool       // under turnMu: the core must not run again
+	batch  []Msg      // under turnMu: the inbox being received
+
 	mu        sync.Mutex
 	inbox     []Msg
 	notify    chan struct{}
 	do        chan func(*Core)
 	stop      chan struct{}
+	failed    chan struct{} // closed when the core stopped on an error
 	done      chan struct{}
 	err       error
 	subs      map[string]transport.Subscription
@@ -59,7 +68,8 @@ func StartServer(cfg Config, st Storage, conn transport.Conn) (*Server, error) {
 		cfg.MetricsClock = func() int64 { return time.Now().UnixNano() }
 	}
 	s := &Server{conn: conn, log: cfg.Logger, tick: time.Duration(cfg.TickNanos), notify: make(chan struct{}, 1),
-		do: make(chan func(*Core)), stop: make(chan struct{}), done: make(chan struct{}), subs: map[string]transport.Subscription{}}
+		do: make(chan func(*Core)), stop: make(chan struct{}), failed: make(chan struct{}), done: make(chan struct{}),
+		subs: map[string]transport.Subscription{}}
 	s.store = &timedStorage{Storage: st}
 	core, err := New(cfg, s.store, func(subject, reply string, data []byte) {
 		if err := conn.Publish(subject, reply, data); err != nil {
@@ -70,17 +80,46 @@ func StartServer(cfg Config, st Storage, conn transport.Conn) (*Server, error) {
 		return nil, err
 	}
 	s.core = core
-	if err := s.reconcile(); err != nil {
+	// The first subscriptions can deliver, and their callbacks run the
+	// core, before reconcile is done with them.
+	s.turnMu.Lock()
+	err = s.reconcile()
+	s.turnMu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	go s.run()
 	return s, nil
 }
 
-func (s *Server) enqueue(m Msg) {
+// enqueue queues m for the core. When more messages wait behind m on its
+// subscription, it returns: the last of them runs the core for all. That
+// one runs the core itself on its own goroutine if the core is idle, so a
+// lone request is answered without a hand-off to another goroutine. If the
+// core is busy, its runner finds m when it is done.
+func (s *Server) enqueue(m Msg, more bool) {
 	s.mu.Lock()
 	s.inbox = append(s.inbox, m)
 	s.mu.Unlock()
+	if more || !s.turnMu.TryLock() {
+		return
+	}
+	s.turn(nil, false)
+	s.turnMu.Unlock()
+	s.wakeIfQueued()
+}
+
+// wakeIfQueued wakes the server's goroutine when messages arrived while a
+// callback ran the core: their senders found it busy and left them to the
+// runner. It is called after turnMu is released, so a sender that found
+// the core busy queued its message before this looks.
+func (s *Server) wakeIfQueued() {
+	s.mu.Lock()
+	queued := len(s.inbox) > 0
+	s.mu.Unlock()
+	if !queued {
+		return
+	}
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -91,35 +130,61 @@ func (s *Server) run() {
 	defer close(s.done)
 	ticker := time.NewTicker(s.tick)
 	defer ticker.Stop()
-	var batch []Msg
 	for {
+		var f func(*Core)
+		tick := false
 		select {
 		case <-s.stop:
+			s.turnMu.Lock()
+			s.halted = true
+			s.turnMu.Unlock()
+			return
+		case <-s.failed:
 			return
 		case <-ticker.C:
-			s.core.Tick(time.Now().UnixNano())
+			tick = true
 		case <-s.notify:
-		case f := <-s.do:
-			f(s.core)
+		case f = <-s.do:
 		}
+		s.turnMu.Lock()
+		s.turn(f, tick)
+		s.turnMu.Unlock()
+		s.wakeIfQueued()
+	}
+}
+
+// turn runs the core once: f (a Do), a tick, every queued message, then
+// Process and reconcile. The caller holds turnMu. When the core fails, it
+// is halted: nothing runs it again, and the server stops.
+func (s *Server) turn(f func(*Core), tick bool) {
+	if s.halted {
+		return
+	}
+	if f != nil {
+		f(s.core)
+	}
+	now := time.Now().UnixNano()
+	if tick {
+		s.core.Tick(now)
+	}
+	s.mu.Lock()
+	s.batch, s.inbox = s.inbox, s.batch[:0]
+	s.mu.Unlock()
+	for _, m := range s.batch {
+		s.core.Receive(now, m)
+	}
+	clear(s.batch)
+	if err := s.core.Process(now); err != nil {
+		s.log.Error("replica stopped", "err", err)
 		s.mu.Lock()
-		batch, s.inbox = s.inbox, batch[:0]
+		s.err = err
 		s.mu.Unlock()
-		now := time.Now().UnixNano()
-		for _, m := range batch {
-			s.core.Receive(now, m)
-		}
-		clear(batch)
-		if err := s.core.Process(now); err != nil {
-			s.log.Error("replica stopped", "err", err)
-			s.mu.Lock()
-			s.err = err
-			s.mu.Unlock()
-			return
-		}
-		if err := s.reconcile(); err != nil {
-			s.log.Warn("subscriptions", "err", err)
-		}
+		s.halted = true
+		close(s.failed)
+		return
+	}
+	if err := s.reconcile(); err != nil {
+		s.log.Warn("subscriptions", "err", err)
 	}
 }
 
@@ -144,11 +209,11 @@ func (s *Server) reconcile() error {
 			if barrier {
 				// Close and unsubscribe wait for the publishes and acks
 				// received before them.
-				if err := s.conn.Barrier(func() { s.enqueue(msg) }); err == nil {
+				if err := s.conn.Barrier(func() { s.enqueue(msg, false) }); err == nil {
 					return
 				}
 			}
-			s.enqueue(msg)
+			s.enqueue(msg, m.More)
 		})
 		if err != nil {
 			return err
@@ -176,8 +241,12 @@ func (s *Server) Do(f func(*Core)) error {
 	ran := make(chan struct{})
 	select {
 	case s.do <- func(c *Core) { f(c); close(ran) }:
-		<-ran
-		return nil
+		select {
+		case <-ran:
+			return nil
+		case <-s.done: // the core failed before f could run
+			return fmt.Errorf("node: server stopped: %v", s.Err())
+		}
 	case <-s.done:
 		return fmt.Errorf("node: server stopped: %v", s.Err())
 	}

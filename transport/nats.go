@@ -119,7 +119,9 @@ func (c natsConn) Subscribe(subject string, fn func(Msg)) (Subscription, error) 
 		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 			return
 		}
-		fn(Msg{Subject: m.Subject, Reply: m.Reply, Data: m.Data})
+		// Pending counts the message being delivered until fn returns.
+		n, _, _ := m.Sub.Pending()
+		fn(Msg{Subject: m.Subject, Reply: m.Reply, Data: m.Data, More: n > 1})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("transport: subscribe %s: %w", subject, err)

@@ -9,6 +9,9 @@ type Msg struct {
 	Subject string
 	Reply   string
 	Data    []byte
+	// More says that more messages already wait behind this one on its
+	// subscription: a receiver that batches its work can wait for them.
+	More bool
 }
 
 // Conn is a connection to a subject-based message bus.
