@@ -50,6 +50,9 @@ const (
 	OpWrite
 	// OpSync is File.Sync and SyncDir.
 	OpSync
+	// OpAllocate is File.Allocate alone (OpWrite covers it too): a disk
+	// with no space left to reserve, whose writes still fit.
+	OpAllocate
 )
 
 // ErrInjected is the error a fault returns when none was given.
@@ -571,7 +574,11 @@ func (f *memFile) Truncate(sizeBytes int64) error {
 func (f *memFile) Allocate(sizeBytes int64) error {
 	f.m.mu.Lock()
 	size := int64(len(f.n.data))
+	err := f.m.fault(OpAllocate, f.name)
 	f.m.mu.Unlock()
+	if err != nil {
+		return &fs.PathError{Op: "fallocate", Path: f.name, Err: err}
+	}
 	if sizeBytes <= size {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -268,8 +269,7 @@ func (w *WAL) openActive(name string, endBytes, sizeBytes int64, hasData bool) e
 	}
 	allocBytes := endBytes
 	if w.opts.Preallocate {
-		allocBytes += w.preallocStep()
-		err = f.Allocate(allocBytes)
+		allocBytes, err = reserve(f, endBytes, endBytes+w.preallocStep())
 		if err == nil {
 			err = f.Sync()
 		}
@@ -425,8 +425,7 @@ func (w *WAL) cut() error {
 	}
 	allocBytes := int64(0)
 	if w.opts.Preallocate {
-		allocBytes = w.preallocStep()
-		if err := f.Allocate(allocBytes); err != nil {
+		if allocBytes, err = reserve(f, 0, w.preallocStep()); err != nil {
 			f.Close()
 			return err
 		}
@@ -456,6 +455,22 @@ func (w *WAL) cut() error {
 	w.segs = append(w.segs, next)
 	w.active, w.activeBytes, w.activeData, w.allocBytes = f, int64(len(buf)), false, max(allocBytes, int64(len(buf)))
 	return nil
+}
+
+// reserve extends f's reserved space from size (what it holds now) to
+// sizeBytes and returns the new size. A disk too full to reserve that much
+// is not an error here: the log goes on without the reservation, as it
+// would without Preallocate, and returns size; a write that does not fit
+// then fails on its own. Any other error is returned.
+func reserve(f File, size, sizeBytes int64) (int64, error) {
+	err := f.Allocate(sizeBytes)
+	if err == nil {
+		return sizeBytes, nil
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return size, nil
+	}
+	return size, err
 }
 
 // preallocStep is how far ahead of the writes the active segment's space is
@@ -577,10 +592,11 @@ func (w *WAL) writeLocked(buf []byte, sync bool) error {
 		}
 	}
 	if end := w.activeBytes + int64(len(buf)); w.opts.Preallocate && end > w.allocBytes {
-		if err := w.active.Allocate(end + w.preallocStep()); err != nil {
+		allocBytes, err := reserve(w.active, w.allocBytes, end+w.preallocStep())
+		if err != nil {
 			return err
 		}
-		w.allocBytes = end + w.preallocStep()
+		w.allocBytes = allocBytes
 	}
 	if _, err := w.active.WriteAt(buf, w.activeBytes); err != nil {
 		return err

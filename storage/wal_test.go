@@ -7,6 +7,7 @@ import (
 	"math"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"go.etcd.io/raft/v3"
@@ -586,4 +587,56 @@ func activeSegment(t *testing.T, tfs testFS, w *WAL) (string, int64) {
 		t.Fatal(err)
 	}
 	return name, size
+}
+
+// TestWALPreallocateOnFullDisk: a disk with no space left to reserve (but
+// room for the writes) does not stop the log: it opens, cuts segments and
+// writes without the reservation, as without Preallocate, and reserves
+// again once it can. Any other reservation error still fails the write.
+func TestWALPreallocateOnFullDisk(t *testing.T) {
+	m := NewMemFS(MemFSOptions{})
+	tfs := testFS{name: "memfs", fsys: m, dir: "/wal", mem: m}
+	const segBytes = 64 << 10
+	opts := WALOptions{SegmentBytesMax: segBytes, Preallocate: true}
+	m.InjectFault(OpAllocate, "/wal", syscall.ENOSPC)
+	w := openWAL(t, m, "/wal", opts)
+	size := func() int64 { _, n := activeSegment(t, tfs, w); return n }
+	index := uint64(1)
+	for seg := 0; len(w.Segments()) < 3; seg++ {
+		if seg > 100 {
+			t.Fatal("the log cut no segment in 100 batches")
+		}
+		batch := ents(index, index+9, 1)
+		for _, e := range batch {
+			e.Data = make([]byte, 1000)
+		}
+		if err := w.Save(hardState(1, 1, index+9), batch, true); err != nil {
+			t.Fatalf("save on a disk with no space to reserve: %v", err)
+		}
+		index += 10
+		if got := size(); got != w.activeBytes {
+			t.Fatalf("active segment holds %d bytes, want just its records (%d): nothing could be reserved", got, w.activeBytes)
+		}
+	}
+	want := describe(w)
+	w.Close()
+	w = openWAL(t, m, "/wal", opts)
+	if got := describe(w); got != want {
+		t.Fatalf("after reopen:\n%s\nwant:\n%s", got, want)
+	}
+	// Space again: the next write reserves a step past itself.
+	m.ClearFaults()
+	if err := w.Save(hardState(1, 1, index), ents(index, index, 1), true); err != nil {
+		t.Fatal(err)
+	}
+	if got, wantSize := size(), w.activeBytes+w.preallocStep(); got != wantSize {
+		t.Errorf("with space again the segment holds %d bytes, want %d reserved", got, wantSize)
+	}
+	// Any other failure to reserve is the disk failing: the write fails.
+	big := ents(index+1, index+1, 1)
+	big[0].Data = make([]byte, 2*preallocStepBytes)
+	m.InjectFault(OpAllocate, "/wal", nil)
+	if err := w.Save(hardState(1, 1, index+1), big, true); !errors.Is(err, ErrInjected) {
+		t.Fatalf("save when reserving fails: %v, want the injected error", err)
+	}
 }
