@@ -50,7 +50,8 @@ type Core struct {
 	// wire is the buffer raft messages are encoded into (see send), ackBuf
 	// the one PubAcks are (see carryOut).
 	wire, ackBuf []byte
-	pubSlab      []pb.PubMsg // what publishRequest decodes into
+	pubSlab      []pb.PubMsg   // what publishRequest decodes into
+	cmdSlab      []publishSlot // what publishRequest builds a new Publish command in
 
 	confState     *raftpb.ConfState
 	applied       uint64
@@ -73,18 +74,19 @@ type Core struct {
 	serving    bool
 
 	// Leader-only state, reset when serving starts.
-	queue     []*pb.Command // proposals not yet handed to raft, in arrival order
-	proposed  []proposal    // handed to raft and not yet applied, in order
-	raws      []*rawPublish // the client bytes of the queued Publish commands
-	pubRaw    *rawPublish   // of the last queued command, if it is a Publish
-	nAck      uint64
-	nReply    uint64
-	hb        map[string]*hbState
-	waits     map[string]*wait // outstanding heartbeat and probe replies, by reply subject
-	probing   map[string]bool  // client IDs under a duplicate probe
-	checkEach bool             // CheckInvariants after every batch of applied entries
-	stats     Stats            // what this replica received and sent while leading (monitor.go)
-	onApply   func(index, term uint64, data []byte)
+	queue      []*pb.Command // proposals not yet handed to raft, in arrival order
+	proposed   []proposal    // handed to raft and not yet applied, in order, from proposedAt
+	proposedAt int
+	raws       []*rawPublish // the client bytes of the queued Publish commands
+	pubRaw     *rawPublish   // of the last queued command, if it is a Publish
+	nAck       uint64
+	nReply     uint64
+	hb         map[string]*hbState
+	waits      map[string]*wait // outstanding heartbeat and probe replies, by reply subject
+	probing    map[string]bool  // client IDs under a duplicate probe
+	checkEach  bool             // CheckInvariants after every batch of applied entries
+	stats      Stats            // what this replica received and sent while leading (monitor.go)
+	onApply    func(index, term uint64, data []byte)
 
 	// queuedAcks counts the acks in the last queued command, while it is
 	// an Acks command (queueAck bounds a command at acksBatchMax).
@@ -108,12 +110,16 @@ type proposal struct {
 // forwarding is off), in proposal order.
 func (c *Core) ownCommand(e *raftpb.Entry) *pb.Command {
 	data := e.GetData()
-	if !c.leader || e.GetTerm() != c.term || len(c.proposed) == 0 || len(data) == 0 {
+	if !c.leader || e.GetTerm() != c.term || c.proposedAt == len(c.proposed) || len(data) == 0 {
 		return nil
 	}
-	p := c.proposed[0]
-	c.proposed[0] = proposal{}
-	c.proposed = c.proposed[1:]
+	p := c.proposed[c.proposedAt]
+	c.proposed[c.proposedAt] = proposal{}
+	c.proposedAt++
+	if c.proposedAt == len(c.proposed) {
+		// All applied: the next proposals reuse the array.
+		c.proposed, c.proposedAt = c.proposed[:0], 0
+	}
 	if len(p.data) != len(data) || &p.data[0] != &data[0] && !bytes.Equal(p.data, data) {
 		return nil
 	}
@@ -474,7 +480,7 @@ func (c *Core) setLeader(leader bool) {
 	}
 	c.leader = leader
 	c.readyIndex = 0
-	c.proposed = nil
+	c.proposed, c.proposedAt = nil, 0
 	clear(c.heartbeatAnswered)
 	if leader {
 		c.log.Info("became leader", "node", c.cfg.NodeName)
@@ -726,8 +732,13 @@ func (c *Core) retain() error {
 // flushQueue proposes the queued commands. Consecutive publishes and acks
 // were merged as they arrived; each command is one raft entry.
 func (c *Core) flushQueue(nowNanos int64) {
-	if len(c.queue) == 0 || !c.leader {
+	if !c.leader {
 		c.queue, c.raws, c.pubRaw = nil, nil, nil
+		return
+	}
+	if len(c.queue) == 0 {
+		// Empty since the last flush, which kept the arrays for the next
+		// requests: a lone request allocates none of them.
 		return
 	}
 	raws := c.raws
@@ -748,6 +759,7 @@ func (c *Core) flushQueue(nowNanos int64) {
 		}
 		c.proposed = append(c.proposed, proposal{data: data, cmd: cmd})
 	}
+	clear(c.queue)
 	c.queue = c.queue[:0]
 	clear(c.raws)
 	c.raws, c.pubRaw = c.raws[:0], nil

@@ -105,11 +105,35 @@ func (c *Core) publishRequest(m Msg) {
 		c.pubRaw.add(m.Data)
 		return
 	}
-	cmd := &pb.Command{Op: &pb.Command_Publish{Publish: &pb.Publish{Msgs: []*pb.PubMsg{msg}, AckSubjects: []string{m.Reply}}}}
+	if len(c.cmdSlab) == 0 {
+		c.cmdSlab = make([]publishSlot, pubSlabMsgs)
+	}
+	slot := &c.cmdSlab[0]
+	c.cmdSlab = c.cmdSlab[1:]
+	slot.msgs[0], slot.acks[0] = msg, m.Reply
+	slot.pub.Msgs, slot.pub.AckSubjects = slot.msgs[:], slot.acks[:]
+	slot.op.Publish = &slot.pub
+	slot.cmd.Op = &slot.op
+	cmd := &slot.cmd
 	c.queue = append(c.queue, cmd)
-	c.pubRaw = &rawPublish{cmd: cmd}
+	slot.raw.cmd, slot.raw.msgs = cmd, slot.rawMsgs[:0]
+	c.pubRaw = &slot.raw
 	c.pubRaw.add(m.Data)
 	c.raws = append(c.raws, c.pubRaw)
+}
+
+// publishSlot holds a new Publish command of one message and what the
+// leader keeps beside it, allocated pubSlabMsgs at a time: a lone publish
+// costs one allocation of them in 64, not seven. A batch that grows past
+// one message appends beyond the arrays as any slice does.
+type publishSlot struct {
+	cmd     pb.Command
+	op      pb.Command_Publish
+	pub     pb.Publish
+	msgs    [1]*pb.PubMsg
+	acks    [1]string
+	raw     rawPublish
+	rawMsgs [1][]byte
 }
 
 // openPublish is the Publish command last queued, which a publish may
