@@ -77,8 +77,9 @@ type Core struct {
 	queue      []*pb.Command // proposals not yet handed to raft, in arrival order
 	proposed   []proposal    // handed to raft and not yet applied, in order, from proposedAt
 	proposedAt int
-	raws       []*rawPublish // the client bytes of the queued Publish commands
-	pubRaw     *rawPublish   // of the last queued command, if it is a Publish
+	prop       *raftpb.Message // see propose
+	raws       []*rawPublish   // the client bytes of the queued Publish commands
+	pubRaw     *rawPublish     // of the last queued command, if it is a Publish
 	nAck       uint64
 	nReply     uint64
 	hb         map[string]*hbState
@@ -753,7 +754,7 @@ func (c *Core) flushQueue(nowNanos int64) {
 		} else {
 			data = statemachine.EncodeCommand(cmd)
 		}
-		if err := c.rn.Propose(data); err != nil {
+		if err := c.propose(data); err != nil {
 			c.log.Debug("proposal dropped", "err", err)
 			continue
 		}
@@ -763,6 +764,23 @@ func (c *Core) flushQueue(nowNanos int64) {
 	c.queue = c.queue[:0]
 	clear(c.raws)
 	c.raws, c.pubRaw = c.raws[:0], nil
+}
+
+// propose hands data to raft as one entry, as RawNode.Propose does, but in
+// a message kept for the next proposal: raft copies the entries it appends
+// (raft.appendEntry clones them), and a replica that is not the leader
+// drops the proposal rather than keep the message to forward it
+// (DisableProposalForwarding), so nothing of it outlives the call. That is
+// five allocations fewer for every proposal.
+func (c *Core) propose(data []byte) error {
+	if c.prop == nil {
+		c.prop = &raftpb.Message{Type: raftpb.MsgProp.Enum(), From: proto.Uint64(c.id), Entries: []*raftpb.Entry{{}}}
+	}
+	e := c.prop.Entries[0]
+	e.Data = data
+	err := c.rn.Step(c.prop)
+	e.Data = nil
+	return err
 }
 
 type raftLogger struct{ l *slog.Logger }
