@@ -52,6 +52,7 @@ type MonitorInfo struct {
 	NodeID    string // the cluster node ID; reported only when Clustered
 	Version   string
 	Clustered bool
+	FT        bool   // fault-tolerant mode: this server is the active one of its group
 	StoreType string // "MEMORY" or "FILE"
 	Start     time.Time
 }
@@ -267,7 +268,43 @@ func (m *monitor) handleServerz(w http.ResponseWriter, r *http.Request) {
 	if m.info.Clustered {
 		z.State, z.Role, z.NodeID = "CLUSTERED", z.Raft.State, m.info.NodeID
 	}
+	if m.info.FT {
+		z.State = "FT_ACTIVE"
+	}
 	writeJSON(w, r, z)
+}
+
+// MonitorPaths are the paths RegisterMonitoring and
+// RegisterStandbyMonitoring serve.
+var MonitorPaths = []string{MonitorRootPath, ServerzPath, StorezPath, ClientszPath, ChannelszPath, IsFTActivePath, MetricsPath}
+
+// RegisterStandbyMonitoring adds the monitoring endpoints of a server that
+// stands by in an FT group, before it has opened the store: serverz says
+// FT_STANDBY, isFTActive answers 204, and the endpoints that would read
+// the state answer 503.
+func RegisterStandbyMonitoring(mux *http.ServeMux, info MonitorInfo) {
+	standby := func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "stanza: standby server of an FT group: the active server has the state", http.StatusServiceUnavailable)
+	}
+	mux.HandleFunc(MonitorRootPath, (&monitor{info: info}).handleRoot)
+	mux.HandleFunc(ServerzPath, func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now()
+		writeJSON(w, r, &Serverz{ClusterID: info.ClusterID, ServerID: info.ServerID, Version: info.Version, GoVersion: runtime.Version(),
+			State: "FT_STANDBY", Now: now, Start: info.Start, Uptime: uptime(now.Sub(info.Start))})
+	})
+	mux.HandleFunc(StorezPath, standby)
+	mux.HandleFunc(ClientszPath, standby)
+	mux.HandleFunc(ChannelszPath, standby)
+	mux.HandleFunc(IsFTActivePath, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	mux.HandleFunc(MetricsPath, func(w http.ResponseWriter, r *http.Request) {
+		x := ftActiveMetric(0)
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", x.name, x.help, x.name, x.kind, x.name, x.value)
+	})
+}
+
+func ftActiveMetric(v uint64) metric {
+	return metric{"stanza_ft_active", "gauge", "1 if this server is the active one of its FT group, 0 while it stands by.", v}
 }
 
 func raftz(c *Core) *Raftz {
@@ -483,9 +520,13 @@ func (m *monitor) handleChannelsz(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handleIsFTActive answers 204: stanza has no fault-tolerance (FT) mode, and
-// nats-streaming-server answers 200 only for the active FT server.
+// handleIsFTActive answers 200 for the active server of an FT group and 204
+// otherwise, as nats-streaming-server does.
 func (m *monitor) handleIsFTActive(w http.ResponseWriter, r *http.Request) {
+	if m.info.FT {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -565,6 +606,9 @@ func (m *monitor) handleMetrics(w http.ResponseWriter, r *http.Request) {
 			{"stanza_raft_commit_index", "gauge", "Highest raft log index known committed.", bs.GetCommit()},
 			{"stanza_raft_applied_index", "gauge", "Highest raft log index applied to the state machine.", c.Applied()},
 			{"stanza_raft_is_leader", "gauge", "1 if this replica is the raft leader, else 0.", leader},
+		}
+		if m.info.FT {
+			ms = append(ms, ftActiveMetric(1))
 		}
 	})
 	if !ok {

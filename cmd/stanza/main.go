@@ -53,27 +53,47 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 	for _, ig := range opts.Ignored {
 		log.Warn("option accepted for compatibility but has no effect in stanza", "option", ig)
 	}
-	srv, err := start(opts, log)
+	// A signal (or stop) ends the server, or its wait as an FT standby.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	quit, returned := make(chan struct{}), make(chan struct{})
+	defer close(returned)
+	go func() {
+		select {
+		case s := <-sig:
+			log.Info("shutting down", "signal", s.String())
+		case <-stop:
+		case <-returned:
+			return
+		}
+		close(quit)
+	}()
+
+	srv, err := start(opts, log, quit)
+	if errors.Is(err, errQuit) {
+		return 0
+	}
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
 	defer srv.shutdown()
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
 	select {
-	case s := <-sig:
-		log.Info("shutting down", "signal", s.String())
-		return 0
-	case <-stop:
+	case <-quit:
 		return 0
 	case <-srv.node.Done():
 		log.Error("server stopped", "err", srv.node.Err())
 		return 1
+	case err := <-srv.ftAbort:
+		log.Error("server stopped", "err", err)
+		return 1
 	}
 }
+
+// errQuit is start's answer when it was asked to quit before it started
+// serving (an FT standby that never became active).
+var errQuit = errors.New("quit before serving")
 
 func newLogger(opts Options, w io.Writer) *slog.Logger {
 	level := slog.LevelInfo
@@ -88,14 +108,28 @@ func newLogger(opts Options, w io.Writer) *slog.Logger {
 }
 
 type running struct {
-	nats    *transport.Embedded
-	conn    transport.Conn
-	node    *node.Server
-	closers []func()
-	log     *slog.Logger
+	serverID string
+	nats     *transport.Embedded
+	conn     transport.Conn
+	node     *node.Server
+	closers  []func()
+	log      *slog.Logger
+	mon      *monitorSwitch
+	monInfo  node.MonitorInfo
+	// FT mode: the heartbeats stop when ftQuit closes; ftAbort reports
+	// another active server of the group.
+	ft      *ft
+	ftQuit  chan struct{}
+	ftAbort chan error
 }
 
 func (r *running) shutdown() {
+	if r.ftQuit != nil {
+		close(r.ftQuit)
+	}
+	if r.ft != nil {
+		r.ft.close()
+	}
 	if r.node != nil {
 		r.node.Shutdown()
 	}
@@ -111,9 +145,9 @@ func (r *running) shutdown() {
 	r.log.Info("stopped")
 }
 
-func start(opts Options, log *slog.Logger) (r *running, err error) {
+func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, err error) {
 	startTime := time.Now()
-	r = &running{log: log}
+	r = &running{log: log, serverID: nuid.Next()}
 	defer func() {
 		if err != nil {
 			r.shutdown()
@@ -150,7 +184,28 @@ func start(opts Options, log *slog.Logger) (r *running, err error) {
 	if err != nil {
 		return r, err
 	}
-	if !opts.Clustered {
+	if opts.FTGroup != "" {
+		// A standby serves its monitoring endpoints while it waits; the
+		// lock, not a probe of who answers, decides who serves.
+		if r.ft, err = startFT(r.conn, opts, r.serverID, log); err != nil {
+			return r, err
+		}
+		if err := r.startMonitoring(opts, startTime); err != nil {
+			return r, err
+		}
+		lock, err := r.ft.waitActive(opts.Dir, quit)
+		if err != nil {
+			return r, err
+		}
+		if lock == nil {
+			return r, errQuit
+		}
+		// Released last, once the store is closed.
+		r.closers = append(r.closers, func() { lock.Close() })
+		r.ftQuit, r.ftAbort = make(chan struct{}), make(chan error, 1)
+		go r.ft.heartbeat(time.Now(), r.ftQuit, r.ftAbort)
+		log.Info("ft: server is active", "group", opts.FTGroup)
+	} else if !opts.Clustered {
 		if err := ensureAlone(r.conn, opts); err != nil {
 			return r, err
 		}
@@ -194,7 +249,9 @@ func start(opts Options, log *slog.Logger) (r *running, err error) {
 	if err := r.startProfiling(opts); err != nil {
 		return r, err
 	}
-	if err := r.startMonitoring(opts, startTime); err != nil {
+	if r.mon != nil {
+		r.monitorNode()
+	} else if err := r.startMonitoring(opts, startTime); err != nil {
 		return r, err
 	}
 	log.Info("stanza started", "version", version, "cluster_id", opts.ClusterID, "node", name, "peers", peers, "store", opts.StoreType)

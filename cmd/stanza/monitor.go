@@ -9,9 +9,9 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nuid"
 	"github.com/stanza-io/stanza/node"
 )
 
@@ -37,30 +37,60 @@ func (r *running) startProfiling(opts Options) error {
 // startMonitoring serves the monitoring endpoints when -m is set: on the
 // embedded NATS server's monitoring port, or, with an external NATS server,
 // on stanza's own HTTP server at Host:HTTPPort, as nats-streaming-server does.
+// Until the node runs (a standby of an FT group), they answer as a standby.
 func (r *running) startMonitoring(opts Options, startTime time.Time) error {
 	if opts.HTTPPort == 0 {
 		return nil
 	}
-	info := node.MonitorInfo{
-		ClusterID: opts.ClusterID, ServerID: nuid.Next(), NodeID: opts.NodeID, Version: version,
-		Clustered: opts.Clustered, StoreType: opts.StoreType, Start: startTime,
+	r.monInfo = node.MonitorInfo{
+		ClusterID: opts.ClusterID, ServerID: r.serverID, NodeID: opts.NodeID, Version: version,
+		Clustered: opts.Clustered, FT: opts.FTGroup != "", StoreType: opts.StoreType, Start: startTime,
 	}
+	r.mon = &monitorSwitch{}
+	if r.node != nil {
+		r.monitorNode()
+	} else {
+		standby := http.NewServeMux()
+		node.RegisterStandbyMonitoring(standby, r.monInfo)
+		r.mon.h.Store(standby)
+	}
+	var mux *http.ServeMux
 	if r.nats != nil {
-		mux, ok := r.nats.HTTPHandler().(*http.ServeMux)
-		if !ok {
+		var ok bool
+		if mux, ok = r.nats.HTTPHandler().(*http.ServeMux); !ok {
 			return fmt.Errorf("monitoring: the embedded NATS server has no monitoring mux")
 		}
-		r.node.RegisterMonitoring(mux, info)
+	} else {
+		mux = http.NewServeMux()
+	}
+	for _, p := range node.MonitorPaths {
+		mux.Handle(p, r.mon)
+	}
+	if r.nats != nil {
 		return nil
 	}
 	port := opts.HTTPPort
 	if port < 0 {
 		port = 0
 	}
-	mux := http.NewServeMux()
-	r.node.RegisterMonitoring(mux, info)
 	return r.serveHTTP("monitoring", net.JoinHostPort(opts.Host, strconv.Itoa(port)), mux)
 }
+
+// monitorNode points the monitoring endpoints at the running node.
+func (r *running) monitorNode() {
+	if r.mon == nil {
+		return
+	}
+	m := http.NewServeMux()
+	r.node.RegisterMonitoring(m, r.monInfo)
+	r.mon.h.Store(m)
+}
+
+// monitorSwitch serves the endpoints of a standby until the node runs, then
+// the node's: the NATS server's mux cannot drop a handler once registered.
+type monitorSwitch struct{ h atomic.Pointer[http.ServeMux] }
+
+func (m *monitorSwitch) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.h.Load().ServeHTTP(w, r) }
 
 // serveHTTP serves mux on addr until the server stops.
 func (r *running) serveHTTP(what, addr string, mux *http.ServeMux) error {

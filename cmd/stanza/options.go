@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/conf"
 
 	"github.com/stanza-io/stanza/statemachine"
+	"github.com/stanza-io/stanza/storage"
 )
 
 // Store types accepted by -st/--store, as nats-streaming-server spells them.
@@ -83,6 +84,7 @@ type Options struct {
 	TLSClientKey               string // -tls_client_key; config tls{client_key}
 	TLSClientCACert            string // -tls_client_cacert; config tls{client_ca|client_cacert}
 	ShowVersion                bool   // -v, --version
+	FTGroup                    string // --ft_group; config ft_group|ft_group_name: fault-tolerant (active/standby) mode
 
 	// Ignored lists the nats-streaming-server flags ("-file_sync") and config
 	// keys ("streaming.file") that were accepted for compatibility but have no
@@ -231,6 +233,7 @@ func newFlagSet(o *Options, cause *error) *flag.FlagSet {
 	str(&o.TLSClientCert, "Client certificate of the server's NATS connections", "tls_client_cert")
 	str(&o.TLSClientKey, "Client key of the server's NATS connections", "tls_client_key")
 	str(&o.TLSClientCACert, "CA certificate for the server's NATS connections", "tls_client_cacert")
+	str(&o.FTGroup, "Fault-tolerant `group`: servers sharing one FILE store; the one holding its lock serves, the others stand by", "ft_group")
 
 	// Clustering.
 	boolean(&o.Clustered, "Run in clustered mode", "clustered")
@@ -284,7 +287,7 @@ func newFlagSet(o *Options, cause *error) *flag.FlagSet {
 		}
 	}
 	unsupported(true, "encrypt", "replace_durable", "sql_no_caching")
-	unsupported(false, "ft_group", "encryption_cipher", "encryption_key", "sql_driver", "sql_source",
+	unsupported(false, "encryption_cipher", "encryption_key", "sql_driver", "sql_source",
 		"sql_max_open_conns", "syslog_name", "l", "log", "P", "pid", "ms", "https_port")
 	return fs
 }
@@ -562,6 +565,20 @@ func (o Options) Validate() error {
 	if err := o.Limits.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if o.FTGroup != "" {
+		if !statemachine.ValidChannel(o.FTGroup) {
+			add("ft: invalid FT group name %q", o.FTGroup)
+		}
+		if o.StoreType != StoreFile {
+			add("ft: only FILE stores supported in FT mode")
+		}
+		if o.Clustered {
+			add("ft: FT mode and clustering are mutually exclusive")
+		}
+		if !storage.LocksExclude {
+			add("ft: FT mode needs file locks, which stanza has on Unix systems only")
+		}
+	}
 	if o.HBInterval <= 0 {
 		add("stan: heartbeat interval must be positive, got %v", o.HBInterval)
 	}
@@ -736,7 +753,9 @@ func (c *configReader) streamingKey(key, name string, v any) (bool, error) {
 		if b, err = c.boolean(key, v); err == nil && b {
 			err = fmt.Errorf("key %q: %w", key, errUnsupported)
 		}
-	case "sql", "sql_options", "ft_group", "ft_group_name", "encryption_cipher", "encryption_key",
+	case "ft_group", "ft_group_name":
+		o.FTGroup, err = c.str(key, v)
+	case "sql", "sql_options", "encryption_cipher", "encryption_key",
 		"syslog_name", "token", "credentials", "nkey_seed_file":
 		err = fmt.Errorf("key %q: %w", key, errUnsupported)
 	default:

@@ -118,6 +118,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"-tls_client_cert", "c.pem", "-tls_client_key", "k.pem", "-tls_client_cacert", "ca.pem"}, func(o *Options) {
 			o.TLSClientCert, o.TLSClientKey, o.TLSClientCACert = "c.pem", "k.pem", "ca.pem"
 		}},
+		{[]string{"--ft_group", "g"}, func(o *Options) { o.FTGroup = "g" }},
 		{[]string{"-v"}, func(o *Options) { o.ShowVersion = true }},
 		{[]string{"--version"}, func(o *Options) { o.ShowVersion = true }},
 		// Accepted for compatibility, recorded, without effect.
@@ -202,7 +203,6 @@ func TestFlagErrors(t *testing.T) {
 		{args: []string{"-st", "SQL"}, want: []string{"SQL store is not supported by stanza"}, is: errSQLStore},
 		{args: []string{"--store", "sql"}, is: errSQLStore},
 		{args: []string{"-st", "redis"}, want: []string{"-st", `"redis"`, "unknown store type"}},
-		{args: []string{"--ft_group", "g"}, want: []string{"-ft_group", "not supported by stanza"}, is: errUnsupported},
 		{args: []string{"--encrypt"}, want: []string{"encrypt", "not supported by stanza"}, is: errUnsupported},
 		{args: []string{"--file_compact_frag", "lots"}, want: []string{"-file_compact_frag", `"lots"`}},
 		{args: []string{"-c", "a.conf", "-sc", "b.conf"}, want: []string{"-sc", "a.conf", "one config file"}},
@@ -476,7 +476,7 @@ func TestConfigErrors(t *testing.T) {
 		{"streaming { store: redis }", []string{"streaming.store", "redis"}, nil},
 		{"streaming { sd: 1 }", []string{"streaming.sd", "boolean"}, nil},
 		{`streaming { cluster { peers: [1, "a"] } }`, []string{"streaming.cluster.peers[0]", "string"}, nil},
-		{"streaming { ft_group: g }", []string{"streaming.ft_group", "not supported by stanza"}, errUnsupported},
+		{"streaming { ft_group: 1 }", []string{"streaming.ft_group", "string"}, nil},
 		{"streaming { partitioning: true }", []string{"streaming.partitioning", "not supported by stanza"}, errUnsupported},
 		{"authorization { token: t }\nstreaming {}", []string{"authorization.token", "not supported by stanza"}, errUnsupported},
 		{"streaming: 1", []string{"streaming", "map"}, nil},
@@ -528,6 +528,12 @@ func TestValidate(t *testing.T) {
 		}, "snapshot entries"},
 		{"file without dir", func(o *Options) { o.StoreType = StoreFile }, "directory"},
 		{"sql", func(o *Options) { o.StoreType = "SQL" }, "SQL store is not supported by stanza"},
+		{"ft file", func(o *Options) { o.StoreType, o.Dir, o.FTGroup = StoreFile, "/d", "g" }, ""},
+		{"ft memory", func(o *Options) { o.FTGroup = "g" }, "ft: only FILE stores supported in FT mode"},
+		{"ft clustered", func(o *Options) {
+			o.StoreType, o.Dir, o.Clustered, o.NodeID, o.FTGroup = StoreFile, "/d", true, "a", "g"
+		}, "ft: FT mode and clustering are mutually exclusive"},
+		{"ft bad group", func(o *Options) { o.StoreType, o.Dir, o.FTGroup = StoreFile, "/d", "g.*" }, `invalid FT group name "g.*"`},
 		{"unknown store", func(o *Options) { o.StoreType = "memory" }, "unknown store type"},
 		{"negative max msgs", func(o *Options) { o.Limits.MaxMsgs = -1 }, "negative"},
 		{"negative max channels", func(o *Options) { o.Limits.MaxChannels = -5 }, "negative"},
