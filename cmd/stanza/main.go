@@ -202,6 +202,12 @@ func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, er
 		}
 		// Released last, once the store is closed.
 		r.closers = append(r.closers, func() { lock.Close() })
+		// The old active server is gone (it held the lock); a server that
+		// still answers is another one serving this cluster ID outside the
+		// group.
+		if err := ensureAlone(r.conn, opts); err != nil {
+			return r, err
+		}
 		r.ftQuit, r.ftAbort = make(chan struct{}), make(chan error, 1)
 		go r.ft.heartbeat(time.Now(), r.ftQuit, r.ftAbort)
 		log.Info("ft: server is active", "group", opts.FTGroup)
