@@ -34,16 +34,21 @@ type Outbox func(subject, reply string, data []byte)
 
 // Core is one replica. It is not safe for concurrent use.
 type Core struct {
-	cfg    Config
-	id     uint64
-	subj   Subjects
-	log    *slog.Logger
-	rn     *raft.RawNode
-	store  Storage
-	sm     *statemachine.State
-	out    Outbox
-	reasm  reassembler
-	nextID uint64 // raft message IDs for chunking
+	cfg   Config
+	id    uint64
+	subj  Subjects
+	log   *slog.Logger
+	rn    *raft.RawNode
+	store Storage
+	sm    *statemachine.State
+	out   Outbox
+	reasm reassembler
+	// recAsm rebuilds fetched records that came in chunks; catching is the
+	// snapshot this follower fetches messages for, if any (catchup.go).
+	recAsm   reassembler
+	catching *catchUp
+	ticks    uint64
+	nextID   uint64 // raft message IDs for chunking
 	// heartbeatAnswered: followers whose heartbeat response the leader
 	// stepped since it last sent them an empty append (see commitOnly).
 	heartbeatAnswered map[uint64]bool
@@ -294,6 +299,8 @@ func (cfg Config) subjectRaft(s Subjects, id uint64) string {
 // machine says is due.
 func (c *Core) Tick(nowNanos int64) {
 	c.rn.Tick()
+	c.ticks++
+	c.retryFetch()
 	if !c.serving {
 		return
 	}
@@ -305,12 +312,19 @@ func (c *Core) Tick(nowNanos int64) {
 func (c *Core) Receive(nowNanos int64, m Msg) {
 	switch {
 	case under(m.Subject, c.subj.RaftPrefix):
+		if len(m.Data) > 0 && m.Data[0] >= wireFetch {
+			c.fetchMessage(m.Data)
+			return
+		}
 		rm, err := c.reasm.add(m.Data)
 		if err != nil {
 			c.log.Warn("dropping raft message", "err", err)
 			return
 		}
 		if rm == nil {
+			return
+		}
+		if rm.GetType() == raftpb.MsgSnap && c.beginCatchUp(rm) {
 			return
 		}
 		if err := c.rn.Step(rm); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
@@ -482,6 +496,7 @@ func (c *Core) setLeader(leader bool) {
 	c.leader = leader
 	c.readyIndex = 0
 	c.proposed, c.proposedAt = nil, 0
+	c.catching = nil
 	clear(c.heartbeatAnswered)
 	if leader {
 		c.log.Info("became leader", "node", c.cfg.NodeName)
@@ -521,23 +536,8 @@ func (c *Core) send(msgs []*raftpb.Message) {
 		if c.commitOnly(m) {
 			continue
 		}
-		if m.GetType() == raftpb.MsgSnap {
-			// The follower's message store lacks what the snapshot
-			// refers to: send the messages with it.
-			data, err := statemachine.ExpandSnapshot(m.GetSnapshot().GetData(), c.store.Messages())
-			if err != nil {
-				c.log.Error("snapshot not sent", "to", fmt.Sprintf("%x", m.GetTo()), "err", err)
-				c.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
-				continue
-			}
-			snap := &raftpb.Snapshot{Data: data, Metadata: m.GetSnapshot().GetMetadata()}
-			orig := m.Snapshot
-			m.Snapshot = nil
-			mc := proto.Clone(m).(*raftpb.Message)
-			m.Snapshot = orig
-			mc.Snapshot = snap
-			m = mc
-		}
+		// A snapshot goes without the messages it refers to: the follower
+		// fetches those it lacks before it restores it (beginCatchUp).
 		c.nextID++
 		chunks, used, err := encodeRaft(m, c.nextID, c.wire)
 		if err != nil {

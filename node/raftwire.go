@@ -18,11 +18,26 @@ import (
 //
 // Chunks of one message arrive in order (one publisher, one subscriber); a
 // missing chunk drops the message, and raft retries.
+//
+// The same subjects carry the messages a replica fetches before it
+// restores a snapshot (which carries none, see Core.beginCatchUp):
+//
+//	fetch:    0x02 | from u64 | snapshot index u64 | log ID u64 | seq u64 | to u64
+//	records:  0x03 | from u64 | snapshot index u64 | log ID u64 | seq u64 | gone u8 | count u32 | (len u32 | record)...
+//
+// and records too big for one payload go as chunks of kind 0x04, framed as
+// 0x01's, that make up a 0x03 payload's bytes after its kind byte.
 const (
-	chunkBytesMax = 512 * 1024
-	wireWhole     = 0x00
-	wireChunk     = 0x01
-	chunkHeader   = 1 + 8 + 8 + 4 + 4
+	chunkBytesMax     = 512 * 1024
+	wireWhole         = 0x00
+	wireChunk         = 0x01
+	wireFetch         = 0x02
+	wireRecords       = 0x03
+	wireRecordsChunk  = 0x04
+	chunkHeader       = 1 + 8 + 8 + 4 + 4
+	fetchBytes        = 1 + 5*8
+	recordsHeader     = 1 + 4*8 + 1 + 4
+	fetchRecordsBytes = 256 * 1024 // what one answer to a fetch carries at most, besides its first record
 )
 
 // encodeRaft cuts a raft message into wire payloads. A message that goes
@@ -45,21 +60,104 @@ func encodeRaft(m *raftpb.Message, msgID uint64, buf []byte) (payloads [][]byte,
 	if len(framed) <= chunkBytesMax {
 		return [][]byte{framed}, framed, nil
 	}
-	data := framed[1:]
+	return chunk(wireChunk, m.GetFrom(), msgID, framed[1:]), nil, nil
+}
+
+// chunk cuts data into payloads of kind (wireChunk or wireRecordsChunk).
+func chunk(kind byte, from, msgID uint64, data []byte) [][]byte {
 	per := chunkBytesMax - chunkHeader
 	count := (len(data) + per - 1) / per
 	out := make([][]byte, 0, count)
 	for i := 0; i < count; i++ {
 		part := data[i*per : min((i+1)*per, len(data))]
 		b := make([]byte, chunkHeader, chunkHeader+len(part))
-		b[0] = wireChunk
-		binary.BigEndian.PutUint64(b[1:], m.GetFrom())
+		b[0] = kind
+		binary.BigEndian.PutUint64(b[1:], from)
 		binary.BigEndian.PutUint64(b[9:], msgID)
 		binary.BigEndian.PutUint32(b[17:], uint32(i))
 		binary.BigEndian.PutUint32(b[21:], uint32(count))
 		out = append(out, append(b, part...))
 	}
-	return out, nil, nil
+	return out
+}
+
+// fetchReq asks another replica for the messages of one log from seq to
+// to, for the restore of the snapshot at snapIndex.
+type fetchReq struct{ from, snapIndex, logID, seq, to uint64 }
+
+func encodeFetch(r fetchReq) []byte {
+	b := make([]byte, fetchBytes)
+	b[0] = wireFetch
+	for i, v := range []uint64{r.from, r.snapIndex, r.logID, r.seq, r.to} {
+		binary.BigEndian.PutUint64(b[1+8*i:], v)
+	}
+	return b
+}
+
+func decodeFetch(b []byte) (fetchReq, error) {
+	if len(b) != fetchBytes || b[0] != wireFetch {
+		return fetchReq{}, fmt.Errorf("node: bad fetch request (%d bytes)", len(b))
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+8*i:]) }
+	return fetchReq{from: u(0), snapIndex: u(1), logID: u(2), seq: u(3), to: u(4)}, nil
+}
+
+// fetchResp answers a fetchReq: the records from seq on, or gone when the
+// replica asked no longer holds seq.
+type fetchResp struct {
+	from, snapIndex, logID, seq uint64
+	gone                        bool
+	records                     [][]byte
+}
+
+func encodeRecords(r fetchResp, msgID uint64) [][]byte {
+	n := recordsHeader
+	for _, rec := range r.records {
+		n += 4 + len(rec)
+	}
+	b := make([]byte, recordsHeader, n)
+	b[0] = wireRecords
+	for i, v := range []uint64{r.from, r.snapIndex, r.logID, r.seq} {
+		binary.BigEndian.PutUint64(b[1+8*i:], v)
+	}
+	if r.gone {
+		b[33] = 1
+	}
+	binary.BigEndian.PutUint32(b[34:], uint32(len(r.records)))
+	for _, rec := range r.records {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(rec)))
+		b = append(b, rec...)
+	}
+	if len(b) <= chunkBytesMax {
+		return [][]byte{b}
+	}
+	return chunk(wireRecordsChunk, r.from, msgID, b[1:])
+}
+
+func decodeRecords(b []byte) (*fetchResp, error) {
+	if len(b) < recordsHeader || b[0] != wireRecords {
+		return nil, fmt.Errorf("node: bad fetched records (%d bytes)", len(b))
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+8*i:]) }
+	r := &fetchResp{from: u(0), snapIndex: u(1), logID: u(2), seq: u(3), gone: b[33] == 1}
+	count := binary.BigEndian.Uint32(b[34:])
+	rest := b[recordsHeader:]
+	if uint64(count) > uint64(len(rest))/4 {
+		return nil, fmt.Errorf("node: fetched records: %d records in %d bytes", count, len(rest))
+	}
+	r.records = make([][]byte, 0, count)
+	for range count {
+		if len(rest) < 4 || uint64(binary.BigEndian.Uint32(rest)) > uint64(len(rest)-4) {
+			return nil, fmt.Errorf("node: fetched records: truncated")
+		}
+		n := binary.BigEndian.Uint32(rest)
+		r.records = append(r.records, rest[4:4+n])
+		rest = rest[4+n:]
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("node: fetched records: %d bytes after the last", len(rest))
+	}
+	return r, nil
 }
 
 // reassembler rebuilds chunked raft messages, one in progress per sender.
@@ -91,39 +189,62 @@ func (r *reassembler) add(payload []byte) (*raftpb.Message, error) {
 		}
 		return m, nil
 	case wireChunk:
-		if len(payload) < chunkHeader {
-			return nil, fmt.Errorf("node: short raft chunk (%d bytes)", len(payload))
+		data, err := r.chunk(payload)
+		if data == nil || err != nil {
+			return nil, err
 		}
-		from := binary.BigEndian.Uint64(payload[1:])
-		id := binary.BigEndian.Uint64(payload[9:])
-		idx := binary.BigEndian.Uint32(payload[17:])
-		count := binary.BigEndian.Uint32(payload[21:])
-		if count == 0 || idx >= count || uint64(count)*chunkBytesMax > maxChunkedBytes {
-			return nil, fmt.Errorf("node: bad raft chunk %d of %d", idx, count)
-		}
-		if r.partial == nil {
-			r.partial = map[uint64]*partialMsg{}
-		}
-		p := r.partial[from]
-		if idx == 0 {
-			p = &partialMsg{msgID: id, count: count}
-			r.partial[from] = p
-		}
-		if p == nil || p.msgID != id || p.next != idx || p.count != count {
-			delete(r.partial, from)
-			return nil, fmt.Errorf("node: raft chunk %d of message %d from %x out of order", idx, id, from)
-		}
-		p.data = append(p.data, payload[chunkHeader:]...)
-		p.next++
-		if p.next < p.count {
-			return nil, nil
-		}
-		delete(r.partial, from)
 		m := &raftpb.Message{}
-		if err := proto.Unmarshal(p.data, m); err != nil {
+		if err := proto.Unmarshal(data, m); err != nil {
 			return nil, fmt.Errorf("node: decode chunked raft message: %w", err)
 		}
 		return m, nil
 	}
 	return nil, fmt.Errorf("node: unknown raft payload kind %d", payload[0])
+}
+
+// addRecords takes one payload of fetched records (wireRecords or
+// wireRecordsChunk) and returns them when they are complete.
+func (r *reassembler) addRecords(payload []byte) (*fetchResp, error) {
+	if len(payload) > 0 && payload[0] == wireRecordsChunk {
+		data, err := r.chunk(payload)
+		if data == nil || err != nil {
+			return nil, err
+		}
+		return decodeRecords(append([]byte{wireRecords}, data...))
+	}
+	return decodeRecords(payload)
+}
+
+// chunk adds one chunk payload and returns the message's bytes once its
+// last chunk is in.
+func (r *reassembler) chunk(payload []byte) ([]byte, error) {
+	if len(payload) < chunkHeader {
+		return nil, fmt.Errorf("node: short raft chunk (%d bytes)", len(payload))
+	}
+	from := binary.BigEndian.Uint64(payload[1:])
+	id := binary.BigEndian.Uint64(payload[9:])
+	idx := binary.BigEndian.Uint32(payload[17:])
+	count := binary.BigEndian.Uint32(payload[21:])
+	if count == 0 || idx >= count || uint64(count)*chunkBytesMax > maxChunkedBytes {
+		return nil, fmt.Errorf("node: bad raft chunk %d of %d", idx, count)
+	}
+	if r.partial == nil {
+		r.partial = map[uint64]*partialMsg{}
+	}
+	p := r.partial[from]
+	if idx == 0 {
+		p = &partialMsg{msgID: id, count: count}
+		r.partial[from] = p
+	}
+	if p == nil || p.msgID != id || p.next != idx || p.count != count {
+		delete(r.partial, from)
+		return nil, fmt.Errorf("node: raft chunk %d of message %d from %x out of order", idx, id, from)
+	}
+	p.data = append(p.data, payload[chunkHeader:]...)
+	p.next++
+	if p.next < p.count {
+		return nil, nil
+	}
+	delete(r.partial, from)
+	return p.data, nil
 }

@@ -85,3 +85,60 @@ func TestRaftWireRoundTrip(t *testing.T) {
 		t.Fatal("an unknown payload kind was accepted")
 	}
 }
+
+func TestFetchWireRoundTrip(t *testing.T) {
+	req := fetchReq{from: 1, snapIndex: 2, logID: 3, seq: 4, to: 5}
+	if got, err := decodeFetch(encodeFetch(req)); err != nil || got != req {
+		t.Fatalf("decodeFetch(encodeFetch(%+v)) = %+v, %v", req, got, err)
+	}
+	for _, bad := range [][]byte{nil, {wireFetch}, append(encodeFetch(req), 0)} {
+		if _, err := decodeFetch(bad); err == nil {
+			t.Errorf("decodeFetch(% x) succeeded", bad)
+		}
+	}
+
+	for _, size := range []int{0, 10, chunkBytesMax} {
+		resp := fetchResp{from: 7, snapIndex: 8, logID: 9, seq: 10, records: [][]byte{[]byte("one"), bytes.Repeat([]byte{'x'}, size), {}}}
+		payloads := encodeRecords(resp, 42)
+		if size == chunkBytesMax && len(payloads) < 2 {
+			t.Fatalf("%d bytes of records in %d payload(s), want chunks", size, len(payloads))
+		}
+		var r reassembler
+		var got *fetchResp
+		for i, p := range payloads {
+			if len(p) > chunkBytesMax {
+				t.Fatalf("payload %d is %d bytes", i, len(p))
+			}
+			g, err := r.addRecords(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (g != nil) != (i == len(payloads)-1) {
+				t.Fatalf("payload %d of %d: complete %v", i, len(payloads), g != nil)
+			}
+			got = g
+		}
+		if got.from != 7 || got.snapIndex != 8 || got.logID != 9 || got.seq != 10 || got.gone || len(got.records) != 3 ||
+			string(got.records[0]) != "one" || len(got.records[1]) != size || len(got.records[2]) != 0 {
+			t.Fatalf("round trip of %d bytes: %+v", size, got)
+		}
+	}
+	gone, err := decodeRecords(encodeRecords(fetchResp{from: 1, gone: true}, 1)[0])
+	if err != nil || !gone.gone || len(gone.records) != 0 {
+		t.Fatalf("gone: %+v, %v", gone, err)
+	}
+
+	good := encodeRecords(fetchResp{records: [][]byte{[]byte("abc")}}, 1)[0]
+	for name, bad := range map[string][]byte{
+		"short":         good[:recordsHeader-1],
+		"truncated":     good[:len(good)-1],
+		"trailing":      append(append([]byte{}, good...), 0),
+		"huge count":    append(append([]byte{}, good[:34]...), 0xff, 0xff, 0xff, 0xff),
+		"wrong kind":    append([]byte{wireFetch}, good[1:]...),
+		"record length": append(append(append([]byte{}, good[:recordsHeader]...), 0, 0, 0, 9), "abc"...),
+	} {
+		if _, err := decodeRecords(bad); err == nil {
+			t.Errorf("%s: decodeRecords succeeded", name)
+		}
+	}
+}

@@ -260,37 +260,56 @@ func (l *memLog) TrimBefore(log string, seq uint64) error {
 
 func (l *memLog) drop(log string) { delete(l.logs, log) }
 
-// ExpandSnapshot returns a snapshot taken by Snapshot with the messages of
-// every channel read from log and included, as SnapshotWithMessages would
-// have made it. The log must still hold them: the replica's newest
-// snapshot is the one Retention was applied with. A snapshot that already
-// carries its messages is returned as it is.
-func ExpandSnapshot(data []byte, log MessageLog) ([]byte, error) {
+// SnapshotNeed is a range of one channel's messages that a replica must
+// put in its message log before it can restore a snapshot taken by
+// Snapshot, which carries no messages.
+type SnapshotNeed struct {
+	Log      string // the message log's name
+	LogID    uint64
+	From, To uint64 // From..To, inclusive
+}
+
+// SnapshotNeeds lists what a replica lacks to restore the snapshot data:
+// for each channel holding messages, those after the last seq the
+// replica's log holds (lastOf; 0 for none), from the channel's first. A
+// replica's own messages of a log are the committed ones, the same as
+// every replica's; what it lacks is only ever the end of a log.
+func SnapshotNeeds(data []byte, lastOf func(log string) uint64) ([]SnapshotNeed, error) {
 	snap := &pb.Snapshot{}
 	if err := proto.Unmarshal(data, snap); err != nil {
 		return nil, fmt.Errorf("statemachine: decode snapshot: %w", err)
 	}
-	expanded := false
+	var needs []SnapshotNeed
 	for _, cs := range snap.GetChannels() {
-		if len(cs.GetRecords()) > 0 || cs.GetFirst() > cs.GetLast() {
+		if len(cs.GetRecords()) > 0 || cs.GetFirst() == 0 || cs.GetFirst() > cs.GetLast() {
 			continue
 		}
 		name := logName(cs.GetLogID())
-		for seq := cs.GetFirst(); seq <= cs.GetLast(); seq++ {
-			rec, err := log.Get(name, seq)
-			if err != nil {
-				return nil, fmt.Errorf("statemachine: snapshot of channel %q: %w", cs.GetName(), err)
-			}
-			cs.Records = append(cs.Records, rec)
+		from := max(cs.GetFirst(), lastOf(name)+1)
+		if from <= cs.GetLast() {
+			needs = append(needs, SnapshotNeed{Log: name, LogID: cs.GetLogID(), From: from, To: cs.GetLast()})
 		}
-		expanded = true
 	}
-	if !expanded {
-		return data, nil
+	return needs, nil
+}
+
+// LogName is the message log's name of a channel's log ID.
+func LogName(id uint64) string { return logName(id) }
+
+// PutFetched puts into log records fetched from another replica for
+// seqs from, from+1, ...: each must be the message stored at its seq
+// (a record as the state machine writes them). A seq the log holds must
+// hold the same bytes (MessageLog.Put compares them).
+func PutFetched(log MessageLog, name string, from uint64, records [][]byte) error {
+	for i, rec := range records {
+		seq := from + uint64(i)
+		m := &pb.MsgProto{}
+		if err := proto.Unmarshal(rec, m); err != nil || m.GetSequence() != seq || m.GetRedelivered() || m.GetRedeliveryCount() != 0 {
+			return fmt.Errorf("statemachine: fetched message of log %s at seq %d is not one", name, seq)
+		}
+		if err := log.Put(name, seq, m.GetTimestamp(), rec); err != nil {
+			return fmt.Errorf("statemachine: fetched message of log %s at seq %d: %w", name, seq, err)
+		}
 	}
-	out, err := proto.MarshalOptions{Deterministic: true}.Marshal(snap)
-	if err != nil {
-		return nil, fmt.Errorf("statemachine: encode snapshot: %w", err)
-	}
-	return out, nil
+	return nil
 }
