@@ -88,7 +88,7 @@ func (f *ft) waitActive(dir string, quit <-chan struct{}) (io.Closer, error) {
 	}
 	path := filepath.Join(dir, ftLockFile)
 	f.log.Info("ft: standing by", "group", f.subject, "lock", path)
-	nextNote := time.Time{}
+	var note rateLimit
 	timer := time.NewTimer(f.missedAt)
 	defer timer.Stop()
 	for {
@@ -109,10 +109,11 @@ func (f *ft) waitActive(dir string, quit <-chan struct{}) (io.Closer, error) {
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			// Not a lock someone holds (permissions, a file system gone):
 			// it may resolve; try again later.
-			f.log.Error("ft: cannot take the store lock", "err", err)
-		} else if now := time.Now(); now.After(nextNote) {
+			if note.ok() {
+				f.log.Error("ft: cannot take the store lock", "err", err)
+			}
+		} else if note.ok() {
 			f.log.Info("ft: the store is locked by another server; standing by")
-			nextNote = now.Add(time.Minute)
 		}
 		timer.Reset(f.missedAt)
 	}
@@ -126,8 +127,9 @@ func (f *ft) heartbeat(activated time.Time, quit <-chan struct{}, abort chan<- e
 	msg := encodeFTHeartbeat(f.serverID, activated)
 	t := time.NewTicker(f.every)
 	defer t.Stop()
+	var note rateLimit
 	for {
-		if err := f.conn.Publish(f.subject, "", msg); err != nil {
+		if err := f.conn.Publish(f.subject, "", msg); err != nil && note.ok() {
 			f.log.Warn("ft: heartbeat not sent", "err", err)
 		}
 	wait:
@@ -193,4 +195,16 @@ func decodeFTHeartbeat(b []byte) (serverID string, activated time.Time, ok bool)
 		return "", time.Time{}, false
 	}
 	return serverID, activated, true
+}
+
+// rateLimit lets a repeated log line through once a minute.
+type rateLimit struct{ next time.Time }
+
+func (r *rateLimit) ok() bool {
+	now := time.Now()
+	if now.Before(r.next) {
+		return false
+	}
+	r.next = now.Add(time.Minute)
+	return true
 }
