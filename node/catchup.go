@@ -202,3 +202,12 @@ func (c *Core) takeRecords(resp *fetchResp) {
 	}
 	c.requestFetch()
 }
+
+// catchUpPending is how many messages of the log being fetched are still
+// to come (monitoring).
+func (c *Core) catchUpPending() uint64 {
+	if c.catching == nil {
+		return 0
+	}
+	return c.catching.needs[0].To - c.catching.next + 1
+}

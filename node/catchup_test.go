@@ -13,6 +13,8 @@ import (
 	"github.com/stanza-io/stanza/statemachine"
 	"github.com/stanza-io/stanza/storage"
 	"github.com/stanza-io/stanza/transport"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 type lockedBuffer struct {
@@ -181,5 +183,29 @@ func TestClusterFollowerFetchesSnapshotMessages(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("seq %d differs on the follower", seq)
 		}
+	}
+}
+
+// TestCatchUpMonitoring: serverz's raft section and the metrics show a
+// follower's fetch while it runs.
+func TestCatchUpMonitoring(t *testing.T) {
+	bus := newBenchBus(t, 3)
+	var f *Core
+	for _, c := range bus.cores {
+		if c != bus.leader() {
+			f = c
+		}
+	}
+	if z := raftz(f); z.CatchUp != nil || f.catchUpPending() != 0 {
+		t.Fatalf("no fetch under way, got %+v, %d pending", z.CatchUp, f.catchUpPending())
+	}
+	snap := &raftpb.Message{From: proto.Uint64(7), Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(42)}}}
+	f.catching = &catchUp{snap: snap, next: 15, needs: []statemachine.SnapshotNeed{{Log: "3", LogID: 3, From: 10, To: 20}, {Log: "4", LogID: 4, From: 1, To: 2}}}
+	want := CatchUpz{SnapshotIndex: 42, From: "7", Logs: 2, Log: "3", NextSeq: 15, LastSeq: 20}
+	if z := raftz(f); z.CatchUp == nil || *z.CatchUp != want {
+		t.Fatalf("catch_up = %+v, want %+v", z.CatchUp, want)
+	}
+	if n := f.catchUpPending(); n != 6 {
+		t.Fatalf("pending = %d, want 6", n)
 	}
 }

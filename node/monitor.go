@@ -112,6 +112,19 @@ type Raftz struct {
 	// Progress is the leader's view of every voter's log, itself included;
 	// empty on a follower.
 	Progress []Progressz `json:"progress,omitempty"`
+	// CatchUp is the snapshot a follower fetches messages for before it
+	// restores it, while it does.
+	CatchUp *CatchUpz `json:"catch_up,omitempty"`
+}
+
+// CatchUpz is a follower's fetch of the messages of a snapshot.
+type CatchUpz struct {
+	SnapshotIndex uint64 `json:"snapshot_index"`
+	From          string `json:"from"` // the raft ID of the node it fetches from
+	Logs          int    `json:"logs"` // message logs still to fetch, the current one included
+	Log           string `json:"log"`
+	NextSeq       uint64 `json:"next_seq"`
+	LastSeq       uint64 `json:"last_seq"`
 }
 
 // Progressz is one voter's log as the leader sees it.
@@ -328,6 +341,11 @@ func raftz(c *Core) *Raftz {
 	for _, id := range ids {
 		pr := st.Progress[id]
 		z.Progress = append(z.Progress, Progressz{ID: hexID(id), NodeID: names[id], Match: pr.Match, Next: pr.Next, State: pr.State.String()})
+	}
+	if cu := c.catching; cu != nil {
+		n := cu.needs[0]
+		z.CatchUp = &CatchUpz{SnapshotIndex: cu.snap.GetSnapshot().GetMetadata().GetIndex(), From: hexID(cu.snap.GetFrom()),
+			Logs: len(cu.needs), Log: n.Log, NextSeq: cu.next, LastSeq: n.To}
 	}
 	return z
 }
@@ -606,6 +624,7 @@ func (m *monitor) handleMetrics(w http.ResponseWriter, r *http.Request) {
 			{"stanza_raft_commit_index", "gauge", "Highest raft log index known committed.", bs.GetCommit()},
 			{"stanza_raft_applied_index", "gauge", "Highest raft log index applied to the state machine.", c.Applied()},
 			{"stanza_raft_is_leader", "gauge", "1 if this replica is the raft leader, else 0.", leader},
+			{"stanza_catchup_msgs_pending", "gauge", "Messages a follower still fetches before it restores a snapshot, in the log it fetches now (0 when it fetches none).", c.catchUpPending()},
 		}
 		if m.info.FT {
 			ms = append(ms, ftActiveMetric(1))
