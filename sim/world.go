@@ -34,8 +34,8 @@ const (
 	// degradedLoss of the raft packets, probes every degradedProbe steps,
 	// and allows degradedLag steps (30 election timeouts) for an entry to
 	// be applied everywhere.
-	degradedSteps = 2000
-	degradedLoss  = 0.1
+	degradedSteps = 4000
+	degradedLoss  = 0.2
 	degradedProbe = 400
 	degradedLag   = 300
 	startNanos    = 1_750_000_000_000_000_000
