@@ -123,6 +123,9 @@ func (c *Core) fetchMessage(data []byte) {
 // when the log no longer holds seq (a newer snapshot let it go; the
 // follower will get that one).
 func (c *Core) serveFetch(req fetchReq) {
+	if _, ok := c.snapSent[req.from]; ok {
+		c.snapSent[req.from] = c.ticks
+	}
 	resp := fetchResp{from: c.id, snapIndex: req.snapIndex, logID: req.logID, seq: req.seq}
 	msgs := c.store.Messages()
 	name := statemachine.LogName(req.logID)

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,6 +49,9 @@ type Core struct {
 	recAsm   reassembler
 	catching *catchUp
 	ticks    uint64
+	// snapSent is, by follower, the tick this leader sent it a snapshot or
+	// last heard a fetch request from it since (reportSnapshots).
+	snapSent map[uint64]uint64
 	nextID   uint64 // raft message IDs for chunking
 	// heartbeatAnswered: followers whose heartbeat response the leader
 	// stepped since it last sent them an empty append (see commitOnly).
@@ -301,6 +305,9 @@ func (c *Core) Tick(nowNanos int64) {
 	c.rn.Tick()
 	c.ticks++
 	c.retryFetch()
+	if c.leader {
+		c.reportSnapshots()
+	}
 	if !c.serving {
 		return
 	}
@@ -497,6 +504,7 @@ func (c *Core) setLeader(leader bool) {
 	c.readyIndex = 0
 	c.proposed, c.proposedAt = nil, 0
 	c.catching = nil
+	c.snapSent = nil
 	clear(c.heartbeatAnswered)
 	if leader {
 		c.log.Info("became leader", "node", c.cfg.NodeName)
@@ -555,11 +563,45 @@ func (c *Core) send(msgs []*raftpb.Message) {
 			c.wire = used
 		}
 		if m.GetType() == raftpb.MsgSnap {
-			// The bus gives no delivery report; a lost snapshot is retried
-			// after raft hears from the follower again.
-			c.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFinish)
+			// The bus gives no delivery report: raft hears of the
+			// snapshot once the follower restored it, and the follower's
+			// fetch requests say it is still at it (see reportSnapshots).
+			c.log.Info("snapshot sent", "to", fmt.Sprintf("%x", m.GetTo()), "index", m.GetSnapshot().GetMetadata().GetIndex())
+			if c.snapSent == nil {
+				c.snapSent = map[uint64]uint64{}
+			}
+			c.snapSent[m.GetTo()] = c.ticks
 		}
 	}
+}
+
+// snapshotQuietTicks is how long a follower sent a snapshot may stay
+// silent (no fetch request) before the leader takes the snapshot as lost.
+const snapshotQuietTicks = 10
+
+// reportSnapshots tells raft, for each follower sent a snapshot that has
+// not asked for a message for snapshotQuietTicks, that the snapshot is
+// done with. raft then probes the follower: one that restored it is
+// replicated to from there, one that lost it or was restarted gets the
+// newest snapshot again. Until then raft sends such a follower nothing
+// but heartbeats, rather than the snapshot again at every probe while it
+// fetches the messages.
+func (c *Core) reportSnapshots() {
+	for _, id := range sortedIDs(c.snapSent) {
+		if c.ticks-c.snapSent[id] >= snapshotQuietTicks {
+			delete(c.snapSent, id)
+			c.rn.ReportSnapshot(id, raft.SnapshotFinish)
+		}
+	}
+}
+
+func sortedIDs(m map[uint64]uint64) []uint64 {
+	ids := make([]uint64, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // commitOnly reports whether m is an append the leader need not send: one
