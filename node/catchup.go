@@ -20,8 +20,9 @@ import (
 //
 // Nothing is lost when it is interrupted: the messages already put are
 // committed ones, which a later apply of the same entries puts again as a
-// no-op, and raft sends the snapshot again (the sender reports every
-// snapshot sent at once, so raft probes the follower and, finding it still
+// no-op, and raft sends the snapshot again (the sender reports a snapshot
+// done once the follower has sent no fetch request for a while, see
+// reportSnapshots; raft then probes the follower and, finding it still
 // behind, sends its newest one), which starts the fetch where the log now
 // ends.
 
@@ -84,7 +85,7 @@ func (c *Core) beginCatchUp(m *raftpb.Message) bool {
 func (c *Core) requestFetch() {
 	cu := c.catching
 	n := cu.needs[0]
-	c.catching.sentAt = c.ticks
+	cu.sentAt = c.ticks
 	c.out(c.raftSubject(cu.snap.GetFrom()), "", encodeFetch(fetchReq{from: c.id, snapIndex: cu.snap.GetSnapshot().GetMetadata().GetIndex(),
 		logID: n.LogID, seq: cu.next, to: n.To}))
 }

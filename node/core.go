@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -587,21 +588,12 @@ const snapshotQuietTicks = 10
 // but heartbeats, rather than the snapshot again at every probe while it
 // fetches the messages.
 func (c *Core) reportSnapshots() {
-	for _, id := range sortedIDs(c.snapSent) {
+	for _, id := range slices.Sorted(maps.Keys(c.snapSent)) {
 		if c.ticks-c.snapSent[id] >= snapshotQuietTicks {
 			delete(c.snapSent, id)
 			c.rn.ReportSnapshot(id, raft.SnapshotFinish)
 		}
 	}
-}
-
-func sortedIDs(m map[uint64]uint64) []uint64 {
-	ids := make([]uint64, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
 }
 
 // commitOnly reports whether m is an append the leader need not send: one

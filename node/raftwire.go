@@ -135,13 +135,22 @@ func encodeRecords(r fetchResp, msgID uint64) [][]byte {
 }
 
 func decodeRecords(b []byte) (*fetchResp, error) {
-	if len(b) < recordsHeader || b[0] != wireRecords {
+	if len(b) < 1 || b[0] != wireRecords {
 		return nil, fmt.Errorf("node: bad fetched records (%d bytes)", len(b))
 	}
-	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+8*i:]) }
-	r := &fetchResp{from: u(0), snapIndex: u(1), logID: u(2), seq: u(3), gone: b[33] == 1}
-	count := binary.BigEndian.Uint32(b[34:])
-	rest := b[recordsHeader:]
+	return decodeRecordsBody(b[1:])
+}
+
+// decodeRecordsBody decodes a wireRecords payload after its kind byte (a
+// chunked answer's reassembled bytes).
+func decodeRecordsBody(b []byte) (*fetchResp, error) {
+	if len(b) < recordsHeader-1 {
+		return nil, fmt.Errorf("node: bad fetched records (%d bytes)", len(b)+1)
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[8*i:]) }
+	r := &fetchResp{from: u(0), snapIndex: u(1), logID: u(2), seq: u(3), gone: b[32] == 1}
+	count := binary.BigEndian.Uint32(b[33:])
+	rest := b[recordsHeader-1:]
 	if uint64(count) > uint64(len(rest))/4 {
 		return nil, fmt.Errorf("node: fetched records: %d records in %d bytes", count, len(rest))
 	}
@@ -210,7 +219,7 @@ func (r *reassembler) addRecords(payload []byte) (*fetchResp, error) {
 		if data == nil || err != nil {
 			return nil, err
 		}
-		return decodeRecords(append([]byte{wireRecords}, data...))
+		return decodeRecordsBody(data)
 	}
 	return decodeRecords(payload)
 }

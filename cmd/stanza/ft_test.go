@@ -76,6 +76,19 @@ func ftDial(t *testing.T, ns *transport.Embedded) transport.Conn {
 	return c
 }
 
+// ftServer is one server's FT part, named serverID, on a NATS server of
+// its own.
+func ftServer(t *testing.T, serverID string) (*transport.Embedded, *ft) {
+	t.Helper()
+	ns, conn := ftBus(t)
+	f, err := startFT(conn, ftOptions(), serverID, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.close)
+	return ns, f
+}
+
 func ftOptions() Options {
 	o := DefaultOptions()
 	o.ClusterID, o.FTGroup = "ftc", "g"
@@ -86,12 +99,7 @@ func ftOptions() Options {
 // heartbeats; another server claiming to be active since later is logged,
 // one active since earlier stops it.
 func TestFTActiveSendsHeartbeatsAndAbortsOnAnEarlierActive(t *testing.T) {
-	ns, conn := ftBus(t)
-	f, err := startFT(conn, ftOptions(), "me", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.close()
+	ns, f := ftServer(t, "me")
 	peer := ftDial(t, ns)
 	seen := make(chan string, 64)
 	sub, err := peer.Subscribe(ftSubject("ftc", "g"), func(m transport.Msg) {
@@ -145,12 +153,7 @@ func TestFTActiveSendsHeartbeatsAndAbortsOnAnEarlierActive(t *testing.T) {
 // lock while another server heartbeats, nor a held one; it takes it once the
 // heartbeats stop and the lock is released.
 func TestFTStandbyWaitsForHeartbeatsAndTheLock(t *testing.T) {
-	ns, conn := ftBus(t)
-	f, err := startFT(conn, ftOptions(), "standby", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.close()
+	ns, f := ftServer(t, "standby")
 	dir := t.TempDir()
 	held, err := storage.OSFS{}.Lock(filepath.Join(dir, ftLockFile))
 	if err != nil {
