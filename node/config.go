@@ -66,6 +66,17 @@ type Config struct {
 	// Bugs plants deliberate bugs for the simulator's tests (stanzabugs
 	// builds only; see statemachine/bugs.go).
 	Bugs statemachine.Bug
+	// Partitions, when set, are the channels (names or patterns) this
+	// server serves, as nats-streaming-server's channel partitioning has
+	// it: servers sharing a cluster ID on one NATS each serve their own
+	// channels (partition.go). Only a single node can be partitioned.
+	Partitions []string
+	// SubjectScope, when set, is added to the subjects only this server
+	// uses (ack inboxes, heartbeat replies, raft), so that servers sharing
+	// a cluster ID, as partitions do, do not hear each other's. It must be
+	// the same at every start of a store: the stored subscriptions' ack
+	// inboxes carry it.
+	SubjectScope string
 }
 
 // Defaults fills what is unset with nats-streaming-server's defaults.
@@ -135,6 +146,17 @@ func (c *Config) Validate() error {
 	if err := c.Limits.Validate(); err != nil {
 		return err
 	}
+	if len(c.Partitions) > 0 && (len(c.Peers) != 1 || c.Join) {
+		return fmt.Errorf("node: channels partitioning needs a single node, not a cluster")
+	}
+	for _, p := range c.Partitions {
+		if !statemachine.ValidChannelPattern(p) {
+			return fmt.Errorf("node: invalid partition channel %q", p)
+		}
+	}
+	if c.SubjectScope != "" && !statemachine.ValidClientID(c.SubjectScope) {
+		return fmt.Errorf("node: invalid subject scope %q: only alphanumeric and `-` or `_` characters allowed", c.SubjectScope)
+	}
 	if c.HBFailCount < 1 || c.HBIntervalNanos <= 0 || c.HBTimeoutNanos <= 0 {
 		return fmt.Errorf("node: heartbeat interval, timeout and fail count must be positive")
 	}
@@ -161,6 +183,18 @@ type Subjects struct {
 	HBPrefix                    string // heartbeat and probe replies
 	RaftPrefix                  string // raft traffic: RaftPrefix + ".<raft id>"
 	NodeAdd, NodeRemove         string // membership requests: payload = node name, reply "+OK" or "-ERR ..."
+}
+
+// subjects are the subjects of this server: its cluster's, with its
+// private ones scoped by SubjectScope.
+func (c Config) subjects() Subjects {
+	s := SubjectsFor(c.DiscoverPrefix, c.ClusterID)
+	if c.SubjectScope != "" {
+		s.AckPrefix += "." + c.SubjectScope
+		s.HBPrefix += "." + c.SubjectScope
+		s.RaftPrefix += "." + c.SubjectScope
+	}
+	return s
 }
 
 // SubjectsFor returns the subjects of a cluster ID, following

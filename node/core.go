@@ -105,6 +105,12 @@ type Core struct {
 
 	listen        []string // what Listen returned, for listenServing
 	listenServing bool
+
+	// Partitioned servers only (partition.go): requests waiting for their
+	// client's connect, in arrival order, and how many each client has.
+	held      []heldRequest
+	heldFor   map[string]int
+	releasing bool // releaseHeld is handing a request on
 }
 
 // proposal is a command the leader proposed: when raft hands back the very
@@ -172,7 +178,7 @@ func New(cfg Config, storage Storage, out Outbox) (*Core, error) {
 		return nil, err
 	}
 	c := &Core{
-		cfg: cfg, id: RaftID(cfg.NodeName), subj: SubjectsFor(cfg.DiscoverPrefix, cfg.ClusterID),
+		cfg: cfg, id: RaftID(cfg.NodeName), subj: cfg.subjects(),
 		log: cfg.Logger, store: storage, out: out, heartbeatAnswered: map[uint64]bool{},
 		sm: statemachine.New(statemachine.Config{Limits: cfg.Limits, Bugs: cfg.Bugs, Log: storage.Messages()}),
 	}
@@ -270,8 +276,17 @@ func (c *Core) Listen() []string {
 func (c *Core) listenSubjects() []string {
 	s := []string{c.raftSubject(c.id), c.subj.HBPrefix + "." + strconv.FormatUint(c.id, 16) + ".>"}
 	if c.serving {
-		s = append(s, c.subj.Discover, c.subj.Pings, c.subj.PubPrefix+".>", c.subj.Sub, c.subj.Unsub,
-			c.subj.SubClose, c.subj.Close, c.subj.AckPrefix+".>")
+		s = append(s, c.subj.Discover, c.subj.Pings)
+		if c.partitioned() {
+			// Publishes on this server's channels only: the others go to
+			// the servers that have them.
+			for _, p := range c.cfg.Partitions {
+				s = append(s, c.subj.PubPrefix+"."+p)
+			}
+		} else {
+			s = append(s, c.subj.PubPrefix+".>")
+		}
+		s = append(s, c.subj.Sub, c.subj.Unsub, c.subj.SubClose, c.subj.Close, c.subj.AckPrefix+".>")
 		if c.cfg.AllowMembershipChanges {
 			s = append(s, c.subj.NodeAdd, c.subj.NodeRemove)
 		}
@@ -314,6 +329,7 @@ func (c *Core) Tick(nowNanos int64) {
 	}
 	c.tickHeartbeats(nowNanos)
 	c.queue = append(c.queue, c.sm.Due(nowNanos)...)
+	c.releaseHeld(nowNanos)
 }
 
 // Receive hands the core one message from the bus.
@@ -395,69 +411,74 @@ func (c *Core) Process(nowNanos int64) (err error) {
 			err = fmt.Errorf("%w: %v", ErrStopped, f)
 		}
 	}()
-	c.flushQueue(nowNanos)
-	for c.rn.HasReady() {
-		rd := c.rn.Ready()
-		if rd.SoftState != nil {
-			c.setLeader(rd.SoftState.Lead == c.id && rd.SoftState.RaftState == raft.StateLeader)
-		}
-		if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
-			c.term = rd.HardState.GetTerm()
-		}
-		if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
-			if err := c.store.ApplySnapshot(rd.Snapshot); err != nil {
-				return fmt.Errorf("%w: apply snapshot: %v", ErrStopped, err)
-			}
-			if err := c.sm.Restore(rd.Snapshot.GetData()); err != nil {
-				// Every replica restores the same bytes; a snapshot that
-				// does not restore is a bug or corruption in transit.
-				return fmt.Errorf("%w: restore snapshot at %d: %v", ErrStopped, rd.Snapshot.GetMetadata().GetIndex(), err)
-			}
-			c.applied = rd.Snapshot.GetMetadata().GetIndex()
-			c.snapshotIndex = c.applied
-			c.sinceSnapshot = 0
-			c.confState = rd.Snapshot.GetMetadata().GetConfState()
-			c.log.Info("restored snapshot", "index", c.applied)
-		}
-		// A follower persists BEFORE sending: a vote or an ack must never
-		// be forgotten. The leader sends its appends first and writes its
-		// own disk meanwhile (raft thesis 10.2.1): its term and vote were
-		// durable before it could lead, and it applies, so answers
-		// clients, only after the Save below.
-		sendFirst := c.leader
-		if sendFirst {
-			c.send(rd.Messages)
-		}
-		// The leader's committed entries are on its disk already (raft
-		// counts the leader's own copy only after the Save that wrote it),
-		// so it applies them, and answers, before writing the new ones: an
-		// acknowledgement waits for one fsync of the leader, not two.
-		early, late := c.splitDurable(rd)
-		if err := c.apply(nowNanos, early); err != nil {
-			return err
-		}
-		mustSync := rd.MustSync && !c.planted(statemachine.BugSkipFsync)
-		if err := c.store.Save(rd.HardState, rd.Entries, mustSync); err != nil {
-			return fmt.Errorf("%w: save: %v", ErrStopped, err)
-		}
-		if c.leader && c.readyIndex == 0 {
-			c.readyIndex, _ = c.store.LastIndex()
-		}
-		if !sendFirst {
-			c.send(rd.Messages)
-		}
-		if err := c.apply(nowNanos, late); err != nil {
-			return err
-		}
-		c.rn.Advance(rd)
-		c.maybeCampaign()
-		c.updateServing(nowNanos)
-		if err := c.maybeSnapshot(); err != nil {
-			return err
-		}
+	for {
 		c.flushQueue(nowNanos)
+		for c.rn.HasReady() {
+			rd := c.rn.Ready()
+			if rd.SoftState != nil {
+				c.setLeader(rd.SoftState.Lead == c.id && rd.SoftState.RaftState == raft.StateLeader)
+			}
+			if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
+				c.term = rd.HardState.GetTerm()
+			}
+			if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
+				if err := c.store.ApplySnapshot(rd.Snapshot); err != nil {
+					return fmt.Errorf("%w: apply snapshot: %v", ErrStopped, err)
+				}
+				if err := c.sm.Restore(rd.Snapshot.GetData()); err != nil {
+					// Every replica restores the same bytes; a snapshot that
+					// does not restore is a bug or corruption in transit.
+					return fmt.Errorf("%w: restore snapshot at %d: %v", ErrStopped, rd.Snapshot.GetMetadata().GetIndex(), err)
+				}
+				c.applied = rd.Snapshot.GetMetadata().GetIndex()
+				c.snapshotIndex = c.applied
+				c.sinceSnapshot = 0
+				c.confState = rd.Snapshot.GetMetadata().GetConfState()
+				c.log.Info("restored snapshot", "index", c.applied)
+			}
+			// A follower persists BEFORE sending: a vote or an ack must never
+			// be forgotten. The leader sends its appends first and writes its
+			// own disk meanwhile (raft thesis 10.2.1): its term and vote were
+			// durable before it could lead, and it applies, so answers
+			// clients, only after the Save below.
+			sendFirst := c.leader
+			if sendFirst {
+				c.send(rd.Messages)
+			}
+			// The leader's committed entries are on its disk already (raft
+			// counts the leader's own copy only after the Save that wrote it),
+			// so it applies them, and answers, before writing the new ones: an
+			// acknowledgement waits for one fsync of the leader, not two.
+			early, late := c.splitDurable(rd)
+			if err := c.apply(nowNanos, early); err != nil {
+				return err
+			}
+			mustSync := rd.MustSync && !c.planted(statemachine.BugSkipFsync)
+			if err := c.store.Save(rd.HardState, rd.Entries, mustSync); err != nil {
+				return fmt.Errorf("%w: save: %v", ErrStopped, err)
+			}
+			if c.leader && c.readyIndex == 0 {
+				c.readyIndex, _ = c.store.LastIndex()
+			}
+			if !sendFirst {
+				c.send(rd.Messages)
+			}
+			if err := c.apply(nowNanos, late); err != nil {
+				return err
+			}
+			c.rn.Advance(rd)
+			c.maybeCampaign()
+			c.updateServing(nowNanos)
+			if err := c.maybeSnapshot(); err != nil {
+				return err
+			}
+			c.flushQueue(nowNanos)
+		}
+		// A connect applied above may let held requests go (partition.go).
+		if !c.releaseApplied(nowNanos) {
+			return nil
+		}
 	}
-	return nil
 }
 
 // splitDurable splits the committed entries of rd into those the leader may
@@ -504,6 +525,7 @@ func (c *Core) setLeader(leader bool) {
 	c.leader = leader
 	c.readyIndex = 0
 	c.proposed, c.proposedAt = nil, 0
+	c.held, c.heldFor = nil, nil
 	c.catching = nil
 	c.snapSent = nil
 	clear(c.heartbeatAnswered)

@@ -21,7 +21,7 @@ const (
 func (c *Core) request(nowNanos int64, m Msg) {
 	switch {
 	case under(m.Subject, c.subj.PubPrefix):
-		c.publishRequest(m)
+		c.publishRequest(nowNanos, m)
 	case under(m.Subject, c.subj.AckPrefix):
 		ack, err := statemachine.DecodeAck(m.Data)
 		if err != nil {
@@ -43,6 +43,11 @@ func (c *Core) request(nowNanos int64, m Msg) {
 			c.respond(m.Reply, &pb.SubscriptionResponse{Error: e})
 			return
 		}
+		// Partitioned: another server may have the channel, and the client
+		// times out if none does.
+		if !c.serves(req.GetSubject()) || c.hold(nowNanos, m, req.GetClientID()) {
+			return
+		}
 		c.nAck++
 		ackInbox := c.subj.AckPrefix + "." + strconv.FormatUint(c.id, 16) + "x" + strconv.FormatUint(c.term, 10) + "." + strconv.FormatUint(c.nAck, 10)
 		c.queue = append(c.queue, &pb.Command{ReplyTo: m.Reply, Op: &pb.Command_Subscribe{Subscribe: &pb.Subscribe{Request: req, AckInbox: ackInbox}}})
@@ -50,6 +55,9 @@ func (c *Core) request(nowNanos int64, m Msg) {
 		req := &pb.UnsubscribeRequest{}
 		if err := proto.Unmarshal(m.Data, req); err != nil {
 			c.respond(m.Reply, &pb.SubscriptionResponse{Error: statemachine.ErrInvalidUnsubReq})
+			return
+		}
+		if !c.serves(req.GetSubject()) {
 			return
 		}
 		c.queue = append(c.queue, &pb.Command{ReplyTo: m.Reply, Op: &pb.Command_Unsubscribe{Unsubscribe: &pb.Unsubscribe{
@@ -74,7 +82,7 @@ func (c *Core) request(nowNanos int64, m Msg) {
 // of a batch are applied, and let go, together.
 const pubSlabMsgs = 64
 
-func (c *Core) publishRequest(m Msg) {
+func (c *Core) publishRequest(nowNanos int64, m Msg) {
 	open := c.openPublish()
 	var prev *pb.PubMsg
 	if open != nil && len(open.Msgs) > 0 {
@@ -92,6 +100,17 @@ func (c *Core) publishRequest(m Msg) {
 	if e := statemachine.ValidatePublish(msg); e != "" {
 		c.respond(m.Reply, &pb.PubAck{Guid: msg.GetGuid(), Error: e})
 		return
+	}
+	if c.partitioned() {
+		// The channel is PubMsg.subject, whatever subject the message came
+		// on: a partitioned server refuses one it does not have.
+		if !c.serves(msg.GetSubject()) {
+			c.respond(m.Reply, &pb.PubAck{Guid: msg.GetGuid(), Error: statemachine.ErrInvalidPubReq})
+			return
+		}
+		if c.hold(nowNanos, m, msg.GetClientID()) {
+			return
+		}
 	}
 	if c.planted(statemachine.BugPubAckBeforeCommit) {
 		c.respond(m.Reply, &pb.PubAck{Guid: msg.GetGuid()})

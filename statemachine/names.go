@@ -60,6 +60,31 @@ func validSubject(s string, wildcards bool) bool {
 	return true
 }
 
+// MatchChannel reports whether the channel name matches the pattern p ('*'
+// one token, '>' one or more trailing tokens), as NATS subjects match.
+func MatchChannel(p, name string) bool { return matchPattern(p, name) }
+
+// PatternsOverlap reports whether some channel matches both patterns a and
+// b: token by token, each pair is equal or has a '*', until a '>' on
+// either side or the end of both. ("foo.*.bar" and "foo.baz.*" overlap in
+// "foo.baz.bar", though neither matches the other.)
+func PatternsOverlap(a, b string) bool {
+	for {
+		at, arest, amore := cut(a)
+		bt, brest, bmore := cut(b)
+		switch {
+		case at == ">" || bt == ">":
+			return true
+		case at != "*" && bt != "*" && at != bt:
+			return false
+		}
+		if !amore || !bmore {
+			return amore == bmore
+		}
+		a, b = arest, brest
+	}
+}
+
 // matchPattern reports whether the channel name matches the subject pattern
 // p ('*' one token, '>' one or more trailing tokens).
 func matchPattern(p, name string) bool {
