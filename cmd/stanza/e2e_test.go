@@ -36,7 +36,7 @@ const (
 	e2ePollEvery   = 20 * time.Millisecond
 )
 
-var binary struct {
+var e2eBinary struct {
 	once sync.Once
 	dir  string
 	path string
@@ -45,8 +45,8 @@ var binary struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binary.dir != "" {
-		os.RemoveAll(binary.dir)
+	if e2eBinary.dir != "" {
+		os.RemoveAll(e2eBinary.dir)
 	}
 	os.Exit(code)
 }
@@ -54,21 +54,21 @@ func TestMain(m *testing.M) {
 // stanzaBinary builds the binary from this package once per test run.
 func stanzaBinary(t *testing.T) string {
 	t.Helper()
-	binary.once.Do(func() {
-		binary.dir, binary.err = os.MkdirTemp("", "stanza-e2e-")
-		if binary.err != nil {
+	e2eBinary.once.Do(func() {
+		e2eBinary.dir, e2eBinary.err = os.MkdirTemp("", "stanza-e2e-")
+		if e2eBinary.err != nil {
 			return
 		}
-		binary.path = filepath.Join(binary.dir, "stanza")
-		out, err := exec.Command("go", "build", "-o", binary.path, ".").CombinedOutput()
+		e2eBinary.path = filepath.Join(e2eBinary.dir, "stanza")
+		out, err := exec.Command("go", "build", "-o", e2eBinary.path, ".").CombinedOutput()
 		if err != nil {
-			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
+			e2eBinary.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
-	if binary.err != nil {
-		t.Fatal(binary.err)
+	if e2eBinary.err != nil {
+		t.Fatal(e2eBinary.err)
 	}
-	return binary.path
+	return e2eBinary.path
 }
 
 // proc is one stanza process.

@@ -20,7 +20,6 @@ import (
 
 	"github.com/stanza-io/stanza/storage"
 	"github.com/stanza-io/stanza/transport"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 const (
@@ -32,8 +31,6 @@ const (
 	ftHBMissed   = 1250 * time.Millisecond
 	// ftLockFile, in the store's directory, is what the active server holds.
 	ftLockFile = "ft.lck"
-	// ctrlMsgFTHeartbeat is CtrlMsg.MsgType FTHeartbeat.
-	ctrlMsgFTHeartbeat = 3
 )
 
 // ftSubject is where the active server of group sends its heartbeats.
@@ -156,42 +153,13 @@ func (f *ft) heartbeat(activated time.Time, quit <-chan struct{}, abort chan<- e
 // FTHeartbeat, ServerID, Data: the activation time (time.MarshalBinary)}.
 func encodeFTHeartbeat(serverID string, activated time.Time) []byte {
 	at, _ := activated.MarshalBinary()
-	b := protowire.AppendTag(nil, 1, protowire.VarintType)
-	b = protowire.AppendVarint(b, ctrlMsgFTHeartbeat)
-	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	b = protowire.AppendString(b, serverID)
-	b = protowire.AppendTag(b, 3, protowire.BytesType)
-	return protowire.AppendBytes(b, at)
+	return encodeCtrlMsg(ctrlMsgFTHeartbeat, serverID, at)
 }
 
 // decodeFTHeartbeat decodes an FT heartbeat; ok is false for anything else.
 func decodeFTHeartbeat(b []byte) (serverID string, activated time.Time, ok bool) {
-	typ := uint64(0)
-	var at []byte
-	for len(b) > 0 {
-		num, wt, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return "", time.Time{}, false
-		}
-		b = b[n:]
-		switch {
-		case num == 1 && wt == protowire.VarintType:
-			typ, n = protowire.ConsumeVarint(b)
-		case num == 2 && wt == protowire.BytesType:
-			var v []byte
-			v, n = protowire.ConsumeBytes(b)
-			serverID = string(v)
-		case num == 3 && wt == protowire.BytesType:
-			at, n = protowire.ConsumeBytes(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, wt, b)
-		}
-		if n < 0 {
-			return "", time.Time{}, false
-		}
-		b = b[n:]
-	}
-	if typ != ctrlMsgFTHeartbeat || serverID == "" || activated.UnmarshalBinary(at) != nil {
+	typ, serverID, at, ok := decodeCtrlMsg(b)
+	if !ok || typ != ctrlMsgFTHeartbeat || serverID == "" || activated.UnmarshalBinary(at) != nil {
 		return "", time.Time{}, false
 	}
 	return serverID, activated, true

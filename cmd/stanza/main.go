@@ -211,10 +211,26 @@ func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, er
 		r.ftQuit, r.ftAbort = make(chan struct{}), make(chan error, 1)
 		go r.ft.heartbeat(time.Now(), r.ftQuit, r.ftAbort)
 		log.Info("ft: server is active", "group", opts.FTGroup)
+	} else if opts.Partitioning {
+		// The other partitions answer on the cluster ID too: what must be
+		// alone is each channel.
+		p, err := startPartitions(r.conn, opts, r.serverID, log)
+		if err != nil {
+			return r, err
+		}
+		r.closers = append(r.closers, p.close)
 	} else if !opts.Clustered {
 		if err := ensureAlone(r.conn, opts); err != nil {
 			return r, err
 		}
+	}
+	var scope string
+	var partitions []string
+	if opts.Partitioning {
+		if scope, err = partitionScope(opts); err != nil {
+			return r, err
+		}
+		partitions = partitionChannels(opts)
 	}
 
 	var st node.Storage
@@ -247,6 +263,7 @@ func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, er
 		HBIntervalNanos: int64(opts.HBInterval), HBTimeoutNanos: int64(opts.HBTimeout), HBFailCount: opts.HBFailCount,
 		SnapshotEntries: opts.SnapshotEntries, Logger: log,
 		Join: opts.Join, AllowMembershipChanges: opts.AllowAddRemove,
+		Partitions: partitions, SubjectScope: scope,
 	}
 	r.node, err = node.StartServer(cfg, st, r.conn)
 	if err != nil {

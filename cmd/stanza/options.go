@@ -85,6 +85,7 @@ type Options struct {
 	TLSClientCACert            string // -tls_client_cacert; config tls{client_ca|client_cacert}
 	ShowVersion                bool   // -v, --version
 	FTGroup                    string // --ft_group; config ft_group|ft_group_name: fault-tolerant (active/standby) mode
+	Partitioning               bool   // config partitioning: serve only the channels of store_limits.channels (partition.go)
 
 	// Ignored lists the nats-streaming-server flags ("-file_sync") and config
 	// keys ("streaming.file") that were accepted for compatibility but have no
@@ -565,6 +566,17 @@ func (o Options) Validate() error {
 	if err := o.Limits.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if o.Partitioning {
+		if len(o.Limits.PerChannel) == 0 {
+			add("stan: no configured channel")
+		}
+		if o.Clustered {
+			add("stan: channels partitioning in clustering mode is not supported")
+		}
+		if o.FTGroup != "" {
+			add("stan: channels partitioning in FT mode is not supported by stanza")
+		}
+	}
 	if o.FTGroup != "" {
 		if !statemachine.ValidChannel(o.FTGroup) {
 			add("ft: invalid FT group name %q", o.FTGroup)
@@ -746,7 +758,9 @@ func (c *configReader) streamingKey(key, name string, v any) (bool, error) {
 		o.HBFailCount, err = c.integer(key, v)
 	case "cluster":
 		err = c.cluster(key, v)
-	case "partitioning", "encrypt", "replace_durable", "replace_durables",
+	case "partitioning":
+		o.Partitioning, err = c.boolean(key, v)
+	case "encrypt", "replace_durable", "replace_durables",
 		"replace_duplicate_durable", "replace_duplicate_durables":
 		// A false value asks for what stanza does anyway.
 		var b bool

@@ -477,7 +477,7 @@ func TestConfigErrors(t *testing.T) {
 		{"streaming { sd: 1 }", []string{"streaming.sd", "boolean"}, nil},
 		{`streaming { cluster { peers: [1, "a"] } }`, []string{"streaming.cluster.peers[0]", "string"}, nil},
 		{"streaming { ft_group: 1 }", []string{"streaming.ft_group", "string"}, nil},
-		{"streaming { partitioning: true }", []string{"streaming.partitioning", "not supported by stanza"}, errUnsupported},
+		{`streaming { partitioning: 1 }`, []string{"streaming.partitioning", "boolean"}, nil},
 		{"authorization { token: t }\nstreaming {}", []string{"authorization.token", "not supported by stanza"}, errUnsupported},
 		{"streaming: 1", []string{"streaming", "map"}, nil},
 		{"streaming { id: ", []string{"stan.conf"}, nil},
@@ -501,6 +501,31 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// partitioning is a config key only, as in nats-streaming-server, and needs
+// the channels of store_limits.
+func TestConfigPartitioning(t *testing.T) {
+	for _, tt := range []struct {
+		config, want string
+	}{
+		{`streaming { partitioning: true, store_limits { channels { "foo": {}, "bar.>": { max_msgs: 5 } } } }`, ""},
+		{"streaming { partitioning: true }", "stan: no configured channel"},
+		{`streaming { partitioning: true, store_limits { channels { "a": {} } }, cluster { node_id: a, peers: [a, b] }, store: file, dir: d }`,
+			"stan: channels partitioning in clustering mode is not supported"},
+	} {
+		o, err := ParseOptions([]string{"-c", writeConfig(t, tt.config)})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.config, err)
+		}
+		if !o.Partitioning {
+			t.Errorf("%s: partitioning not set", tt.config)
+		}
+		err = o.Validate()
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: Validate() = %v, want %q", tt.config, err, tt.want)
+		}
+	}
+}
+
 func TestConfigAcceptedFalseFlags(t *testing.T) {
 	// Asking for what stanza does anyway is not an error.
 	path := writeConfig(t, "streaming { partitioning: false, encrypt: false, replace_durable: false }")
@@ -516,6 +541,13 @@ func TestValidate(t *testing.T) {
 		want   string // substring of the error; "" = valid
 	}{
 		{"defaults", func(o *Options) {}, ""},
+		{"partitioning", func(o *Options) {
+			o.Partitioning, o.Limits.PerChannel = true, map[string]statemachine.ChannelLimits{"foo.*": {}}
+		}, ""},
+		{"partitioning in FT mode", func(o *Options) {
+			o.StoreType, o.Dir, o.FTGroup = StoreFile, "/d", "g"
+			o.Partitioning, o.Limits.PerChannel = true, map[string]statemachine.ChannelLimits{"foo.*": {}}
+		}, "partitioning in FT mode"},
 		{"file with dir", func(o *Options) { o.StoreType, o.Dir = StoreFile, "/d" }, ""},
 		{"clustered file", func(o *Options) {
 			o.StoreType, o.Dir, o.Clustered, o.NodeID, o.Peers = StoreFile, "/d", true, "a", []string{"a", "b", "c"}

@@ -1,0 +1,265 @@
+package main
+
+// Channel partitioning, as nats-streaming-server has it (config
+// `partitioning: true`, with the channels in store_limits.channels):
+// servers sharing a cluster ID on one NATS each serve the channels of
+// their own list, and nothing is replicated between them (the core's side
+// is node/partition.go). No two may have a channel in common. A starting
+// server sends its list on _STAN.part.<cluster_id>, as a CtrlMsg
+// Partitioning whose Data is the channels, each as a little-endian uint16
+// length and the name; every server already there answers with a CtrlMsg
+// Partitioning whose Data is the first channel of the list it has too, or
+// nothing. The start fails on a conflict. nats-streaming-server servers
+// speak the same exchange, so the two can share a cluster ID.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nuid"
+	"github.com/stanza-io/stanza/statemachine"
+	"github.com/stanza-io/stanza/storage"
+	"github.com/stanza-io/stanza/transport"
+)
+
+const (
+	// partitionWait is how long a starting server waits for the answers
+	// to its list, after the last one that came.
+	partitionWait = time.Second
+	// partitionListBytes bounds the Data of one list message; a longer
+	// list goes in several, each answered on its own.
+	partitionListBytes = 64 << 10
+	// partitionIDFile, in a FILE store's directory, holds the scope of the
+	// server's private subjects (node.Config.SubjectScope).
+	partitionIDFile = "partition.id"
+)
+
+func partitionSubject(clusterID string) string { return "_STAN.part." + clusterID }
+
+// partitionChannels are the channels a partitioned server serves: the
+// names and patterns of its per-channel limits, sorted.
+func partitionChannels(opts Options) []string {
+	var chans []string
+	for c := range opts.Limits.PerChannel {
+		chans = append(chans, c)
+	}
+	slices.Sort(chans)
+	return chans
+}
+
+// partitions answers the lists of the servers that start after this one.
+type partitions struct {
+	conn     transport.Conn
+	serverID string
+	channels []string
+	log      *slog.Logger
+	sub      transport.Subscription
+}
+
+// startPartitions starts answering other servers' lists on conn, then
+// sends this server's and fails if another server has any of its channels.
+func startPartitions(conn transport.Conn, opts Options, serverID string, log *slog.Logger) (*partitions, error) {
+	p := &partitions{conn: conn, serverID: serverID, channels: partitionChannels(opts), log: log}
+	subject := partitionSubject(opts.ClusterID)
+	sub, err := conn.Subscribe(subject, p.answer)
+	if err != nil {
+		return nil, fmt.Errorf("partitioning: subscribe to %s: %w", subject, err)
+	}
+	p.sub = sub
+	if err := p.checkUnique(subject); err != nil {
+		sub.Unsubscribe()
+		return nil, err
+	}
+	log.Info("partitioning: serving channels", "channels", strings.Join(p.channels, ","))
+	return p, nil
+}
+
+func (p *partitions) close() { p.sub.Unsubscribe() }
+
+// answer answers one other server's list with the first of its channels
+// that overlaps one of ours, or with nothing.
+func (p *partitions) answer(m transport.Msg) {
+	typ, from, data, ok := decodeCtrlMsg(m.Data)
+	if !ok || typ != ctrlMsgPartitioning || m.Reply == "" {
+		p.log.Warn("partitioning: dropping a malformed channels list", "reply", m.Reply)
+		return
+	}
+	if from == p.serverID {
+		return
+	}
+	theirs, err := decodeChannelList(data)
+	if err != nil {
+		p.log.Warn("partitioning: dropping a malformed channels list", "server", from, "err", err)
+		return
+	}
+	var conflict []byte
+	if c, _, found := overlap(theirs, p.channels); found {
+		conflict = []byte(c)
+		p.log.Warn("partitioning: another server starts with a channel this one has", "server", from, "channel", c)
+	}
+	if err := p.conn.Publish(m.Reply, "", encodeCtrlMsg(ctrlMsgPartitioning, p.serverID, conflict)); err != nil {
+		p.log.Warn("partitioning: answer not sent", "err", err)
+	}
+}
+
+// checkUnique sends this server's list and waits for the answers.
+func (p *partitions) checkUnique(subject string) error {
+	lists, err := encodeChannelLists(p.channels, partitionListBytes)
+	if err != nil {
+		return err
+	}
+	answers := make(chan []byte, 64)
+	inbox := "_INBOX." + nuid.Next()
+	sub, err := p.conn.Subscribe(inbox, func(m transport.Msg) {
+		select {
+		case answers <- m.Data:
+		default: // the first conflict is enough; the rest may wait
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("partitioning: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := p.conn.Flush(); err != nil {
+		return fmt.Errorf("partitioning: %w", err)
+	}
+	for _, l := range lists {
+		if err := p.conn.Publish(subject, inbox, encodeCtrlMsg(ctrlMsgPartitioning, p.serverID, l)); err != nil {
+			return fmt.Errorf("partitioning: send the channels list: %w", err)
+		}
+	}
+	if err := p.conn.Flush(); err != nil {
+		return fmt.Errorf("partitioning: send the channels list: %w", err)
+	}
+	timer := time.NewTimer(partitionWait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return nil
+		case data := <-answers:
+			typ, from, conflict, ok := decodeCtrlMsg(data)
+			if !ok || typ != ctrlMsgPartitioning {
+				p.log.Warn("partitioning: dropping a malformed answer")
+				continue
+			}
+			if len(conflict) > 0 {
+				return fmt.Errorf("channel %q causes conflict with channels on server %q", conflict, from)
+			}
+			timer.Reset(partitionWait)
+		}
+	}
+}
+
+// overlap returns the first channel of a (and the one of b) that some
+// channel matches both of, as names or patterns.
+func overlap(a, b []string) (string, string, bool) {
+	for _, x := range a {
+		for _, y := range b {
+			if statemachine.PatternsOverlap(x, y) {
+				return x, y, true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// encodeChannelLists encodes channels as nats-streaming-server does, each
+// as a little-endian uint16 length and its bytes, in as few pieces of at
+// most maxBytes as whole channels allow.
+func encodeChannelLists(channels []string, maxBytes int) ([][]byte, error) {
+	var lists [][]byte
+	var cur []byte
+	for _, c := range channels {
+		n := 2 + len(c)
+		if len(c) > 0xffff || n > maxBytes {
+			return nil, fmt.Errorf("partitioning: channel name of %d bytes is too long to send", len(c))
+		}
+		if len(cur)+n > maxBytes {
+			lists, cur = append(lists, cur), nil
+		}
+		cur = binary.LittleEndian.AppendUint16(cur, uint16(len(c)))
+		cur = append(cur, c...)
+	}
+	if len(cur) > 0 {
+		lists = append(lists, cur)
+	}
+	return lists, nil
+}
+
+func decodeChannelList(data []byte) ([]string, error) {
+	var chans []string
+	for len(data) > 0 {
+		if len(data) < 2 {
+			return nil, errors.New("truncated length")
+		}
+		n := int(binary.LittleEndian.Uint16(data))
+		data = data[2:]
+		if n > len(data) {
+			return nil, fmt.Errorf("channel of %d bytes in %d", n, len(data))
+		}
+		chans = append(chans, string(data[:n]))
+		data = data[n:]
+	}
+	return chans, nil
+}
+
+// partitionScope returns the scope of a partitioned server's private
+// subjects: kept in a FILE store's directory, since its subscriptions'
+// ack inboxes carry it, and new at every start for a MEMORY store, which
+// keeps nothing. A FILE store written without partitioning is refused:
+// its subscriptions' ack inboxes are not scoped, and another server's
+// could be the same.
+func partitionScope(opts Options) (string, error) {
+	if opts.StoreType != StoreFile {
+		return nuid.Next(), nil
+	}
+	path := filepath.Join(opts.Dir, partitionIDFile)
+	data, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(data))
+		if !statemachine.ValidClientID(id) {
+			return "", fmt.Errorf("partitioning: %s holds %q, not a partition ID", path, data)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("partitioning: %w", err)
+	}
+	if used, err := storeUsed(opts.Dir); err != nil {
+		return "", fmt.Errorf("partitioning: %w", err)
+	} else if used {
+		return "", fmt.Errorf("partitioning: the store in %s was written without partitioning; start a partitioned server on a new directory", opts.Dir)
+	}
+	if err := storage.MkdirAllSync(storage.OSFS{}, opts.Dir); err != nil {
+		return "", fmt.Errorf("partitioning: %w", err)
+	}
+	id := nuid.Next()
+	if err := storage.WriteFileSync(storage.OSFS{}, path, []byte(id+"\n")); err != nil {
+		return "", fmt.Errorf("partitioning: %w", err)
+	}
+	return id, nil
+}
+
+// storeUsed reports whether dir holds a FILE store (node.OpenFileStorage's
+// directories).
+func storeUsed(dir string) (bool, error) {
+	for _, sub := range []string{"wal", "snap", "msgs"} {
+		_, err := os.Stat(filepath.Join(dir, sub))
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return false, err
+		}
+	}
+	return false, nil
+}

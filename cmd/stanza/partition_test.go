@@ -1,0 +1,189 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	stan "github.com/nats-io/stan.go"
+)
+
+func TestChannelListRoundTrip(t *testing.T) {
+	chans := []string{"foo", "bar.*", "baz.>", strings.Repeat("x", 300)}
+	lists, err := encodeChannelLists(chans, 320)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lists) != 2 {
+		t.Fatalf("%d pieces of at most 320 bytes, want 2", len(lists))
+	}
+	var got []string
+	for _, l := range lists {
+		if len(l) > 320 {
+			t.Fatalf("a piece of %d bytes", len(l))
+		}
+		c, err := decodeChannelList(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, c...)
+	}
+	if !slices.Equal(got, chans) {
+		t.Fatalf("decoded %q, want %q", got, chans)
+	}
+	// nats-streaming-server's bytes for ["ab", "c"].
+	if c, err := decodeChannelList([]byte{2, 0, 'a', 'b', 1, 0, 'c'}); err != nil || !slices.Equal(c, []string{"ab", "c"}) {
+		t.Fatalf("decode: %q, %v", c, err)
+	}
+	for _, bad := range [][]byte{{1}, {5, 0, 'a'}} {
+		if _, err := decodeChannelList(bad); err == nil {
+			t.Errorf("decoded % x", bad)
+		}
+	}
+	if _, err := encodeChannelLists([]string{strings.Repeat("y", 400)}, 320); err == nil {
+		t.Error("encoded a channel longer than a piece")
+	}
+}
+
+func partitionConfig(t *testing.T, channels ...string) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("streaming { partitioning: true, store_limits { channels { ")
+	for i, c := range channels {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q: {}", c)
+	}
+	b.WriteString("} } }")
+	return writeConfig(t, b.String())
+}
+
+// waitServing waits until the server with monitoring port httpPort serves.
+func waitServing(t *testing.T, httpPort int) {
+	t.Helper()
+	deadline := time.Now().Add(e2eStartMax)
+	for {
+		var z serverz
+		err := getJSON(fmt.Sprintf("http://127.0.0.1:%d/streaming/serverz", httpPort), &z)
+		if err == nil && z.Raft.Serving {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not serving: %+v, %v", z, err)
+		}
+		time.Sleep(e2ePollEvery) // the server is starting
+	}
+}
+
+// waitLog waits until log holds s.
+func waitLog(t *testing.T, log *syncBuffer, s string) {
+	t.Helper()
+	deadline := time.Now().Add(e2eStartMax)
+	for !strings.Contains(log.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log never said %q:\n%s", s, log)
+		}
+		time.Sleep(e2ePollEvery) // the server is starting
+	}
+}
+
+// Two partitioned servers, one with the embedded NATS and a FILE store,
+// the other on that NATS with a MEMORY store, serve one cluster ID: a
+// stock client publishes to and subscribes on the channels of both, and
+// each server keeps only its own.
+func TestRunPartitionedServersShareAClusterID(t *testing.T) {
+	port, httpA := e2ePort(t), e2ePort(t)
+	url := natsURL(port)
+	dirA := t.TempDir()
+	stopA, logA := startRun(t, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-m", fmt.Sprint(httpA), "-st", "FILE", "--dir", dirA,
+		"-c", partitionConfig(t, "orders.*", "audit"))
+	waitLog(t, logA, "stanza started")
+	httpB := e2ePort(t)
+	stopB, logB := startRun(t, "-ns", url, "-m", fmt.Sprint(httpB), "-c", partitionConfig(t, "events"))
+	// A client that connected before B served is not known to B, as
+	// with nats-streaming-server: wait for it.
+	waitServing(t, httpB)
+
+	sc := e2eConnect(t, url, "both", stan.PubAckWait(time.Second))
+	publishAll(t, sc, "orders.1", 1, 3)
+	publishAll(t, sc, "events", 1, 2)
+	publishAll(t, sc, "audit", 1, 1)
+	if got := strings.Join(allFrom(t, sc, "orders.1", 3), " "); got != "1:m1 2:m2 3:m3" {
+		t.Fatalf("orders.1: %s", got)
+	}
+	if got := strings.Join(allFrom(t, sc, "events", 2), " "); got != "1:m1 2:m2" {
+		t.Fatalf("events: %s", got)
+	}
+	// No server has "elsewhere": nobody acknowledges it.
+	if err := sc.Publish("elsewhere", []byte("x")); err == nil {
+		t.Fatal("a publish to a channel no server has was acknowledged")
+	}
+	if z, err := channelInfo(httpA, "orders.1"); err != nil || z.Msgs != 3 {
+		t.Fatalf("server A's orders.1: %+v, %v", z, err)
+	}
+	if _, err := channelInfo(httpA, "events"); err == nil {
+		t.Fatal("server A has server B's channel")
+	}
+	sc.Close()
+	if rc := stopB(); rc != 0 {
+		t.Fatalf("server B: exit %d\n%s", rc, logB)
+	}
+
+	// A restarts on its store with the same partition ID.
+	id, err := os.ReadFile(filepath.Join(dirA, partitionIDFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc := stopA(); rc != 0 {
+		t.Fatalf("server A: exit %d\n%s", rc, logA)
+	}
+	_, logA = startRun(t, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-st", "FILE", "--dir", dirA,
+		"-c", partitionConfig(t, "orders.*", "audit"))
+	waitLog(t, logA, "stanza started")
+	sc = e2eConnect(t, url, "again")
+	if got := strings.Join(allFrom(t, sc, "orders.1", 3), " "); got != "1:m1 2:m2 3:m3" {
+		t.Fatalf("orders.1 after a restart: %s", got)
+	}
+	if again, err := os.ReadFile(filepath.Join(dirA, partitionIDFile)); err != nil || string(again) != string(id) {
+		t.Fatalf("partition ID %q after a restart, was %q (%v)", again, id, err)
+	}
+}
+
+// A server whose channels overlap another's does not start, and says
+// which channel and which server.
+func TestRunPartitionConflictStopsTheStart(t *testing.T) {
+	port := e2ePort(t)
+	_, logA := startRun(t, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-c", partitionConfig(t, "orders.>"))
+	waitLog(t, logA, "stanza started")
+	var out syncBuffer
+	rc := run([]string{"-ns", natsURL(port), "-c", partitionConfig(t, "audit", "orders.eu.*")}, &out, &out, nil)
+	if rc != 1 || !strings.Contains(out.String(), `channel \"orders.eu.*\" causes conflict with channels on server`) {
+		t.Fatalf("conflicting server: exit %d, log:\n%s", rc, out.String())
+	}
+	// The first one serves on.
+	sc := e2eConnect(t, natsURL(port), "after")
+	publishAll(t, sc, "orders.us.1", 1, 1)
+}
+
+// A FILE store written without partitioning is not reused by a partitioned
+// server (its subscriptions' ack inboxes are not scoped to it).
+func TestRunPartitioningRefusesAnOldStore(t *testing.T) {
+	dir := t.TempDir()
+	port := e2ePort(t)
+	stop, _ := startRun(t, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-st", "FILE", "--dir", dir)
+	connectRetry(t, natsURL(port), "w").Close()
+	stop()
+	var out syncBuffer
+	rc := run([]string{"-a", "127.0.0.1", "-p", fmt.Sprint(port), "-st", "FILE", "--dir", dir, "-c", partitionConfig(t, "foo")}, &out, &out, nil)
+	if rc != 1 || !strings.Contains(out.String(), "written without partitioning") {
+		t.Fatalf("exit %d, log:\n%s", rc, out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, partitionIDFile)); err == nil {
+		t.Fatal("the refused start wrote a partition ID")
+	}
+}
