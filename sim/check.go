@@ -174,7 +174,7 @@ func (r Result) WriteSummary(out io.Writer) {
 	fmt.Fprintf(out, "  crashes=%d restarts=%d partitions=%d leader_changes=%d packets=%d dropped=%d converged_at=%d",
 		s.NodeCrashes, s.NodeRestarts, s.Partitions, s.LeaderChanges, s.PacketsSent, s.PacketsDropped, s.ConvergedAtStep)
 	if s.DegradedMaxLag > 0 {
-		fmt.Fprintf(out, " degraded_max_lag=%d", s.DegradedMaxLag)
+		fmt.Fprintf(out, " degraded_max_lag=%d degraded_max_answer=%d", s.DegradedMaxLag, s.DegradedMaxAnswer)
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "  trace %s\n", r.TraceHash)

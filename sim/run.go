@@ -283,9 +283,11 @@ func (w *World) flipBit(n *simNode) {
 // a minority of the voters stays down (crashed now if it was up); the
 // clients drain as in the liveness phase, and every degradedProbe steps one
 // of them publishes, so that the cluster goes quiet after each proposal
-// for longer than the bound. For degradedSteps, every entry in the
+// for longer than the bound; at every other probe, the leader's raft
+// traffic to one running follower is cut for degradedCutSteps, which loses
+// the append that carries it. For degradedSteps, every entry in the
 // leader's log must be applied on every running node within degradedLag
-// steps, a probe's publish must be answered within degradedLag steps
+// steps, a probe's publish must be answered within degradedAnswer steps
 // unless the leader changed, and a leader must serve within degradedLag
 // steps of losing the last one.
 func (w *World) degradedPhase() {
@@ -329,10 +331,30 @@ func (w *World) degradedPhase() {
 		n.crashedUntil = 1 << 62
 	}
 	var watch degradedWatch
+	var cut [2]endpoint // a leader's raft traffic to one follower, cut until cutUntil
+	cutUntil := 0
 	start := w.step
 	for end := w.step + degradedSteps; w.step < end && w.failure == nil; w.step++ {
+		if cutUntil > 0 && w.step >= cutUntil {
+			delete(w.net.blocked, cut)
+			cutUntil = 0
+		}
 		if i := w.step - start; i%degradedProbe == degradedProbe/2 {
 			w.probe(i/degradedProbe, &watch)
+			// Every other probe, the append that carries it is lost on its
+			// way to a follower: only the leader's next append after a
+			// heartbeat answer tells raft, and the probe must still be
+			// answered in time.
+			if lead := w.leader(); lead != nil && (i/degradedProbe)%2 == 1 {
+				for _, n := range w.nodes {
+					if n != lead && n.up && !isDown[n] && !n.retired {
+						cut, cutUntil = [2]endpoint{lead.ep, n.ep}, w.step+degradedCutSteps
+						w.net.blocked[cut] = true
+						w.tracef("degraded phase: %s's raft traffic to %s cut for %d steps", lead.name, n.name, degradedCutSteps)
+						break
+					}
+				}
+			}
 		}
 		w.advance(true)
 		w.checkStep()
@@ -342,7 +364,8 @@ func (w *World) degradedPhase() {
 			}
 		}
 	}
-	w.stats.DegradedMaxLag = watch.maxLag
+	delete(w.net.blocked, cut)
+	w.stats.DegradedMaxLag, w.stats.DegradedMaxAnswer = watch.maxLag, watch.maxAnswer
 	w.tracef("degraded phase ends: entries applied everywhere within %d steps", watch.maxLag)
 	w.faults.RaftLoss = 0 // the full heal that follows restarts the minority
 }
@@ -373,6 +396,9 @@ type degradedWatch struct {
 	noLeader int              // step since which none serves; 0 while one does
 	maxLag   int
 	probes   []degradedProbeOp // publishes not yet answered, oldest first
+	// maxAnswer: the longest a probe waited for its answer from the
+	// leader it was sent to.
+	maxAnswer int
 }
 
 // degradedProbeOp is a probe's publish and the leader that served when it
@@ -427,14 +453,22 @@ func (w *World) watchProgress(down map[*simNode]bool, d *degradedWatch) string {
 	// A publish sent while a leader served is answered within the bound if
 	// that leader still leads (in the same term): only a change of leader
 	// may leave it to the client's timeout.
-	for len(d.probes) > 0 && w.step-d.probes[0].step > degradedLag {
-		p := d.probes[0]
-		if w.hist.pubs[p.op].outcome == pubPending && p.leader == lead.name && p.term == st.HardState.GetTerm() {
+	kept := d.probes[:0]
+	for _, p := range d.probes {
+		sameLeader := p.leader == lead.name && p.term == st.HardState.GetTerm()
+		switch {
+		case w.hist.pubs[p.op].outcome != pubPending:
+			if sameLeader {
+				d.maxAnswer = max(d.maxAnswer, w.step-p.step)
+			}
+		case w.step-p.step <= degradedAnswer:
+			kept = append(kept, p)
+		case sameLeader:
 			return fmt.Sprintf("publish %q, sent at step %d, has no answer after %d steps, leader %s serving throughout",
 				w.hist.pubs[p.op].payload, p.step, w.step-p.step, lead.name)
 		}
-		d.probes = d.probes[1:]
 	}
+	d.probes = kept
 	if len(d.seen) > 0 && w.step-d.seen[0].step > degradedLag {
 		return fmt.Sprintf("index %d, in leader %s's log since step %d, is not applied on %s after %d steps (applied %d, leader committed %d)",
 			d.seen[0].index, lead.name, d.seen[0].step, slowest, w.step-d.seen[0].step, applied, st.HardState.GetCommit())
