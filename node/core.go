@@ -111,6 +111,10 @@ type Core struct {
 	held      []heldRequest
 	heldFor   map[string]int
 	releasing bool // releaseHeld is handing a request on
+	// The connections this server registered, oldest first, bounded by
+	// seenConnsMax (answersUnknownPing).
+	seenConns map[string]bool
+	seenOrder []string
 }
 
 // proposal is a command the leader proposed: when raft hands back the very

@@ -321,7 +321,9 @@ func (c *Core) pingRequest(nowNanos int64, m Msg) {
 	}
 	cl, ok := c.sm.ClientByConnID(ping.GetConnID())
 	if !ok {
-		c.respond(m.Reply, &pb.PingResponse{Error: statemachine.ErrPingReplaced})
+		if c.answersUnknownPing(ping.GetConnID()) {
+			c.respond(m.Reply, &pb.PingResponse{Error: statemachine.ErrPingReplaced})
+		}
 		return
 	}
 	c.respond(m.Reply, &pb.PingResponse{})
@@ -472,6 +474,7 @@ func (c *Core) carryOut(nowNanos int64, cmd *pb.Command, res statemachine.Result
 			resp.PingMaxOut = req.GetPingMaxOut()
 		}
 		c.hb[req.GetClientID()] = &hbState{nextNanos: nowNanos + c.cfg.HBIntervalNanos}
+		c.rememberConn(req.GetConnID())
 		c.log.Info("client connected", "client", req.GetClientID(), "replaced", op.Connect.GetReplace())
 		c.respond(cmd.ReplyTo, resp)
 	case *pb.Command_Close:

@@ -1,6 +1,9 @@
 package node
 
-import "github.com/stanza-io/stanza/statemachine"
+import (
+	"github.com/stanza-io/stanza/statemachine"
+	"github.com/stanza-io/stanza/statemachine/pb"
+)
 
 // Channel partitioning, as nats-streaming-server has it: several servers
 // share one cluster ID on one NATS, each configured with its own channels
@@ -79,6 +82,12 @@ func (c *Core) releaseHeld(nowNanos int64) {
 				if c.heldFor[h.clientID]--; c.heldFor[h.clientID] == 0 {
 					delete(c.heldFor, h.clientID)
 				}
+				if !known && h.m.Subject == c.subj.Sub {
+					// nats-streaming-server's answer to a subscription
+					// whose connection was not created (yet).
+					c.respond(h.m.Reply, &pb.SubscriptionResponse{Error: statemachine.ErrInvalidSubReq})
+					continue
+				}
 				c.releasing = true
 				c.request(nowNanos, h.m)
 				c.releasing = false
@@ -104,4 +113,35 @@ func (c *Core) releaseApplied(nowNanos int64) bool {
 	n := len(c.queue)
 	c.releaseHeld(nowNanos)
 	return len(c.queue) > n
+}
+
+// seenConnsMax bounds the connections a partitioned server remembers.
+const seenConnsMax = 1 << 16
+
+// rememberConn notes a connection this partitioned server registered.
+func (c *Core) rememberConn(connID []byte) {
+	if !c.partitioned() || len(connID) == 0 || c.seenConns[string(connID)] {
+		return
+	}
+	if c.seenConns == nil {
+		c.seenConns = map[string]bool{}
+	}
+	key := string(connID)
+	c.seenConns[key] = true
+	c.seenOrder = append(c.seenOrder, key)
+	if len(c.seenOrder) > seenConnsMax {
+		delete(c.seenConns, c.seenOrder[0])
+		c.seenOrder = c.seenOrder[1:]
+	}
+}
+
+// answersUnknownPing reports whether a ping from connID, which this server
+// does not have, gets the error that closes the client. A partitioned
+// server says so only of a connection it had (replaced or closed here):
+// the others may have a connection it never saw (it started after the
+// client, or restarted on a MEMORY store), and one such answer would close
+// a client that every other server serves. nats-streaming-server answers
+// the error in both cases.
+func (c *Core) answersUnknownPing(connID []byte) bool {
+	return !c.partitioned() || c.seenConns[string(connID)]
 }

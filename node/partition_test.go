@@ -212,3 +212,42 @@ func TestPartitionConfig(t *testing.T) {
 		}
 	}
 }
+
+// A subscription from a client that never connects here gets
+// nats-streaming-server's answer once the wait is over.
+func TestPartitionHeldSubscriptionFailsAsInvalid(t *testing.T) {
+	p := newPartitionCore(t, "foo")
+	sub := &pb.SubscriptionRequest{ClientID: "ghost", Subject: "foo", Inbox: "in.ghost", MaxInFlight: 1, AckWaitInSecs: 30,
+		StartPosition: pb.StartPosition_NewOnly}
+	if sent := p.receive("_STAN.sub.part", "sub.ghost", sub); len(sent) != 0 {
+		t.Fatalf("answered at once: %v", sent)
+	}
+	var srs []*pb.SubscriptionResponse
+	for i := 0; len(srs) == 0 && i < 20; i++ {
+		p.sent = nil
+		p.tick(p.c.cfg.TickNanos)
+		srs = to[pb.SubscriptionResponse](t, p.sent, "sub.ghost")
+	}
+	if len(srs) != 1 || srs[0].GetError() != statemachine.ErrInvalidSubReq {
+		t.Fatalf("after the wait: %v", srs)
+	}
+}
+
+// A partitioned server tells a client its connection is gone only if the
+// connection was registered here: a ping from one it never saw (the client
+// connected before this server started) gets no answer, where the error
+// would close a client the other servers serve.
+func TestPartitionPingsOnlyOnConnectionsItHad(t *testing.T) {
+	p := newPartitionCore(t, "foo")
+	if sent := p.receive("_STAN.discover.part.pings", "ping.1", &pb.Ping{ConnID: []byte("never-here")}); len(sent) != 0 {
+		t.Fatalf("ping from a connection never registered here answered: %v", sent)
+	}
+	p.receive("_STAN.discover.part", "connect.k", &pb.ConnectRequest{ClientID: "k", HeartbeatInbox: "hb.k", ConnID: []byte("conn-k"), Protocol: 1})
+	if prs := to[pb.PingResponse](t, p.receive("_STAN.discover.part.pings", "ping.2", &pb.Ping{ConnID: []byte("conn-k")}), "ping.2"); len(prs) != 1 || prs[0].GetError() != "" {
+		t.Fatalf("ping of a live connection: %v", prs)
+	}
+	p.receive("_STAN.close.part", "close.k", &pb.CloseRequest{ClientID: "k"})
+	if prs := to[pb.PingResponse](t, p.receive("_STAN.discover.part.pings", "ping.3", &pb.Ping{ConnID: []byte("conn-k")}), "ping.3"); len(prs) != 1 || prs[0].GetError() != statemachine.ErrPingReplaced {
+		t.Fatalf("ping of a connection closed here: %v", prs)
+	}
+}
