@@ -66,6 +66,10 @@ type Config struct {
 	// Bugs plants deliberate bugs for the simulator's tests (stanzabugs
 	// builds only; see statemachine/bugs.go).
 	Bugs statemachine.Bug
+	// ReplaceDurable: a subscription request for a plain durable already
+	// online for its client closes that one and resumes it, instead of
+	// failing with a duplicate durable error (--replace_durable).
+	ReplaceDurable bool
 	// Partitions, when set, are the channels (names or patterns) this
 	// server serves, as nats-streaming-server's channel partitioning has
 	// it: servers sharing a cluster ID on one NATS each serve their own

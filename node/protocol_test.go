@@ -871,3 +871,42 @@ func TestEncodePublishCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestProtocolReplaceDurable: with ReplaceDurable (--replace_durable), a
+// client that subscribes again to its durable while it is online gets it:
+// the old subscription is closed, and the new one resumes with the
+// unacknowledged messages first.
+func TestProtocolReplaceDurable(t *testing.T) {
+	ts := startTestServer(t, "", func(c *Config) { c.ReplaceDurable = true })
+	sc := connect(t, ts, "again")
+	_, old := subscribe(t, sc, "rd", stan.DurableName("d"), stan.SetManualAckMode(), stan.DeliverAllAvailable())
+	publishN(t, sc, "rd", 1, 2)
+	got := recvN(t, old, 2)
+	ackAll(t, got[:1]) // m2 stays unacknowledged
+	// An ack is a plain publish: wait until it is applied, or the new
+	// subscription could find m1 pending too.
+	subsOf := func() []statemachine.SubInfo {
+		var subs []statemachine.SubInfo
+		if err := ts.srv.Do(func(c *Core) { subs = c.State().ChannelSubs("rd") }); err != nil {
+			t.Fatal(err)
+		}
+		return subs
+	}
+	waitFor(t, "the ack of m1", func() bool { s := subsOf(); return len(s) == 1 && s[0].PendingCount == 1 })
+	_, ch := subscribe(t, sc, "rd", stan.DurableName("d"), stan.SetManualAckMode(), stan.DeliverAllAvailable())
+	m := recv(t, ch)
+	if m.Sequence != 2 || !m.Redelivered {
+		t.Fatalf("the replacing subscription got seq %d redelivered=%v first, want seq 2 redelivered", m.Sequence, m.Redelivered)
+	}
+	if err := m.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, sc, "rd", 3, 3)
+	if m := recv(t, ch); m.Sequence != 3 {
+		t.Fatalf("the replacing subscription got seq %d, want 3", m.Sequence)
+	}
+	quiet(t, old, "the replaced subscription")
+	if subs := subsOf(); len(subs) != 1 {
+		t.Fatalf("%d subscriptions on rd, want 1: %+v", len(subs), subs)
+	}
+}

@@ -265,7 +265,7 @@ func (h *harness) run(t *testing.T, line string) string {
 				}
 			}
 		}
-		return render(h.apply(&pb.Subscribe{Request: req, AckInbox: ack}))
+		return render(h.apply(&pb.Subscribe{Request: req, AckInbox: ack, ReplaceDurable: kv["replace"] == "true"}))
 	case "unsub", "subclose":
 		need(3)
 		return render(h.apply(&pb.Unsubscribe{Request: &pb.UnsubscribeRequest{ClientID: pos[0], Subject: pos[1], Inbox: pos[2]}, CloseOnly: fields[0] == "subclose"}))

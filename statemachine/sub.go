@@ -145,8 +145,13 @@ func (a *applier) subscribe(op *pb.Subscribe) {
 		key := c.id + "-" + d
 		if sb := ch.durables[key]; sb != nil {
 			if !sb.offline {
-				a.res.Err = ErrDupDurable
-				return
+				if !op.GetReplaceDurable() {
+					a.res.Err = ErrDupDurable
+					return
+				}
+				// The client asks again (its first request timed out, say):
+				// the online one is closed, and this one resumes it.
+				a.closeSub(sb, false)
 			}
 			// Resume: the start position is ignored; pending messages are
 			// redelivered before anything new.

@@ -263,7 +263,7 @@ func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, er
 		HBIntervalNanos: int64(opts.HBInterval), HBTimeoutNanos: int64(opts.HBTimeout), HBFailCount: opts.HBFailCount,
 		SnapshotEntries: opts.SnapshotEntries, Logger: log,
 		Join: opts.Join, AllowMembershipChanges: opts.AllowAddRemove,
-		Partitions: partitions, SubjectScope: scope,
+		Partitions: partitions, SubjectScope: scope, ReplaceDurable: opts.ReplaceDurable,
 	}
 	r.node, err = node.StartServer(cfg, st, r.conn)
 	if err != nil {

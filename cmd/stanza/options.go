@@ -86,6 +86,7 @@ type Options struct {
 	ShowVersion                bool   // -v, --version
 	FTGroup                    string // --ft_group; config ft_group|ft_group_name: fault-tolerant (active/standby) mode
 	Partitioning               bool   // config partitioning: serve only the channels of store_limits.channels (partition.go)
+	ReplaceDurable             bool   // --replace_durable; config replace_durable(s)|replace_duplicate_durable(s)
 
 	// Ignored lists the nats-streaming-server flags ("-file_sync") and config
 	// keys ("streaming.file") that were accepted for compatibility but have no
@@ -231,6 +232,7 @@ func newFlagSet(o *Options, cause *error) *flag.FlagSet {
 	value(&debugTraceValue{o}, "Enable debug and trace logging", "SDV")
 	boolean(&o.LogJSON, "Log in JSON", "log_json")
 	boolean(&o.Secure, "Use TLS on the server's NATS connections", "secure")
+	boolean(&o.ReplaceDurable, "Replace a durable subscription already online when its client subscribes to it again", "replace_durable")
 	str(&o.TLSClientCert, "Client certificate of the server's NATS connections", "tls_client_cert")
 	str(&o.TLSClientKey, "Client key of the server's NATS connections", "tls_client_key")
 	str(&o.TLSClientCACert, "CA certificate for the server's NATS connections", "tls_client_cacert")
@@ -287,7 +289,7 @@ func newFlagSet(o *Options, cause *error) *flag.FlagSet {
 			fs.Var(&unsupportedValue{isBool: isBool, cause: cause}, n, "Not supported by stanza")
 		}
 	}
-	unsupported(true, "encrypt", "replace_durable", "sql_no_caching")
+	unsupported(true, "encrypt", "sql_no_caching")
 	unsupported(false, "encryption_cipher", "encryption_key", "sql_driver", "sql_source",
 		"sql_max_open_conns", "syslog_name", "l", "log", "P", "pid", "ms", "https_port")
 	return fs
@@ -760,8 +762,9 @@ func (c *configReader) streamingKey(key, name string, v any) (bool, error) {
 		err = c.cluster(key, v)
 	case "partitioning":
 		o.Partitioning, err = c.boolean(key, v)
-	case "encrypt", "replace_durable", "replace_durables",
-		"replace_duplicate_durable", "replace_duplicate_durables":
+	case "replace_durable", "replace_durables", "replace_duplicate_durable", "replace_duplicate_durables":
+		o.ReplaceDurable, err = c.boolean(key, v)
+	case "encrypt":
 		// A false value asks for what stanza does anyway.
 		var b bool
 		if b, err = c.boolean(key, v); err == nil && b {

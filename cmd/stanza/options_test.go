@@ -636,3 +636,19 @@ func TestUsageListsEveryFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestReplaceDurableOption(t *testing.T) {
+	o, err := ParseOptions([]string{"--replace_durable"})
+	if err != nil || !o.ReplaceDurable {
+		t.Fatalf("--replace_durable: %v, %v", o.ReplaceDurable, err)
+	}
+	for _, key := range []string{"replace_durable", "replace_durables", "replace_duplicate_durable", "replace_duplicate_durables"} {
+		o, err := ParseOptions([]string{"-c", writeConfig(t, "streaming { "+key+": true }")})
+		if err != nil || !o.ReplaceDurable {
+			t.Errorf("config %s: %v, %v", key, o.ReplaceDurable, err)
+		}
+	}
+	if o, err := ParseOptions(nil); err != nil || o.ReplaceDurable {
+		t.Fatalf("default: %v, %v", o.ReplaceDurable, err)
+	}
+}

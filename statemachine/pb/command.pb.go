@@ -426,11 +426,16 @@ func (x *Publish) GetAckSubjects() []string {
 // Subscribe creates or resumes a subscription with the ack inbox the leader
 // chose.
 type Subscribe struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Request       *SubscriptionRequest   `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
-	AckInbox      string                 `protobuf:"bytes,2,opt,name=ackInbox,proto3" json:"ackInbox,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Request  *SubscriptionRequest   `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	AckInbox string                 `protobuf:"bytes,2,opt,name=ackInbox,proto3" json:"ackInbox,omitempty"`
+	// replaceDurable: the leader runs with --replace_durable, so a plain
+	// durable already online for this client is closed and the request
+	// resumes it (nats-streaming-server's option). The command carries it so
+	// that a replay decides as the leader did, whatever the flag is then.
+	ReplaceDurable bool `protobuf:"varint,3,opt,name=replaceDurable,proto3" json:"replaceDurable,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Subscribe) Reset() {
@@ -475,6 +480,13 @@ func (x *Subscribe) GetAckInbox() string {
 		return x.AckInbox
 	}
 	return ""
+}
+
+func (x *Subscribe) GetReplaceDurable() bool {
+	if x != nil {
+		return x.ReplaceDurable
+	}
+	return false
 }
 
 // Unsubscribe removes a subscription, or only closes it when closeOnly is set
@@ -1478,10 +1490,11 @@ const file_statemachine_pb_command_proto_rawDesc = "" +
 	"\ahbInbox\x18\x02 \x01(\tR\ahbInbox\"R\n" +
 	"\aPublish\x12%\n" +
 	"\x04msgs\x18\x01 \x03(\v2\x11.stanza.pb.PubMsgR\x04msgs\x12 \n" +
-	"\vackSubjects\x18\x02 \x03(\tR\vackSubjects\"a\n" +
+	"\vackSubjects\x18\x02 \x03(\tR\vackSubjects\"\x89\x01\n" +
 	"\tSubscribe\x128\n" +
 	"\arequest\x18\x01 \x01(\v2\x1e.stanza.pb.SubscriptionRequestR\arequest\x12\x1a\n" +
-	"\backInbox\x18\x02 \x01(\tR\backInbox\"d\n" +
+	"\backInbox\x18\x02 \x01(\tR\backInbox\x12&\n" +
+	"\x0ereplaceDurable\x18\x03 \x01(\bR\x0ereplaceDurable\"d\n" +
 	"\vUnsubscribe\x127\n" +
 	"\arequest\x18\x01 \x01(\v2\x1d.stanza.pb.UnsubscribeRequestR\arequest\x12\x1c\n" +
 	"\tcloseOnly\x18\x02 \x01(\bR\tcloseOnly\"U\n" +
