@@ -183,6 +183,10 @@ type simNode struct {
 	writeErrors  bool
 	join         bool // added to a running cluster: starts without bootstrapping
 	retired      bool // removed from the cluster: stopped, no longer checked
+	// replaceDurable: this node runs with --replace_durable. Each node
+	// draws its own: the leader's flag goes in the command, so replicas
+	// that differ must still agree.
+	replaceDurable bool
 }
 
 // errInjected is the error injected into disks.
@@ -220,6 +224,7 @@ func New(cfg Config) *World {
 		w.channels = append(w.channels, fmt.Sprintf("ch%d", i))
 	}
 	diskFaulty := (w.cfg.Nodes - 1) / 2
+	replacing := stream(4)
 	for i := 0; i < w.cfg.Nodes; i++ {
 		n := &simNode{name: fmt.Sprintf("n%d", i), ep: endpoint(i),
 			fs:         storage.NewMemFS(storage.MemFSOptions{Rand: stream(100 + uint64(i))}),
@@ -230,6 +235,7 @@ func New(cfg Config) *World {
 		if w.faults.ClockSkewMax > 0 {
 			n.skew = root.Int64N(2*w.faults.ClockSkewMax+1) - w.faults.ClockSkewMax
 		}
+		n.replaceDurable = replacing.IntN(2) == 0
 		w.nodes = append(w.nodes, n)
 	}
 	for i := 0; i < w.cfg.Clients; i++ {
@@ -296,7 +302,7 @@ func (w *World) nodeConfig(n *simNode) node.Config {
 	return node.Config{ClusterID: "sim", NodeName: n.name, Peers: peers, Limits: limits, TickNanos: stepNanos,
 		HBIntervalNanos: 1_000_000_000, HBTimeoutNanos: 500_000_000, HBFailCount: 3, DupProbeNanos: 500_000_000,
 		SnapshotEntries: 200, SnapshotBytes: 64 << 10, TrailingEntries: 50, Logger: slog.New(slog.DiscardHandler), Bugs: w.cfg.Bugs,
-		Join: n.join, AllowMembershipChanges: true}
+		Join: n.join, AllowMembershipChanges: true, ReplaceDurable: n.replaceDurable}
 }
 
 func (w *World) nodeNow(n *simNode) int64 { return w.now + n.skew }
