@@ -204,8 +204,14 @@ func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, er
 		r.closers = append(r.closers, func() { lock.Close() })
 		// The old active server is gone (it held the lock); a server that
 		// still answers is another one serving this cluster ID outside the
-		// group.
-		if err := ensureAlone(r.conn, opts); err != nil {
+		// group (or, partitioned, one that has some of our channels).
+		if opts.Partitioning {
+			p, err := startPartitions(r.conn, opts, r.serverID, log)
+			if err != nil {
+				return r, err
+			}
+			r.closers = append(r.closers, p.close)
+		} else if err := ensureAlone(r.conn, opts); err != nil {
 			return r, err
 		}
 		r.ftQuit, r.ftAbort = make(chan struct{}), make(chan error, 1)

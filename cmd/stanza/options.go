@@ -575,9 +575,6 @@ func (o Options) Validate() error {
 		if o.Clustered {
 			add("stan: channels partitioning in clustering mode is not supported")
 		}
-		if o.FTGroup != "" {
-			add("stan: channels partitioning in FT mode is not supported by stanza")
-		}
 	}
 	if o.FTGroup != "" {
 		if !statemachine.ValidChannel(o.FTGroup) {

@@ -547,7 +547,7 @@ func TestValidate(t *testing.T) {
 		{"partitioning in FT mode", func(o *Options) {
 			o.StoreType, o.Dir, o.FTGroup = StoreFile, "/d", "g"
 			o.Partitioning, o.Limits.PerChannel = true, map[string]statemachine.ChannelLimits{"foo.*": {}}
-		}, "partitioning in FT mode"},
+		}, ""},
 		{"file with dir", func(o *Options) { o.StoreType, o.Dir = StoreFile, "/d" }, ""},
 		{"clustered file", func(o *Options) {
 			o.StoreType, o.Dir, o.Clustered, o.NodeID, o.Peers = StoreFile, "/d", true, "a", []string{"a", "b", "c"}

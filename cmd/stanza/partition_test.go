@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -185,5 +186,49 @@ func TestRunPartitioningRefusesAnOldStore(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, partitionIDFile)); err == nil {
 		t.Fatal("the refused start wrote a partition ID")
+	}
+}
+
+// An FT group can be one partition: its active server checks the channels
+// when it takes over, and the other partitions serve on throughout.
+func TestE2EPartitionedFaultTolerantGroup(t *testing.T) {
+	t.Parallel()
+	port := e2ePort(t)
+	url := natsURL(port)
+	_, logOther := startRun(t, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-c", partitionConfig(t, "other"))
+	waitLog(t, logOther, "stanza started")
+
+	dir := t.TempDir()
+	conf := partitionConfig(t, "ft.*")
+	args := func(httpPort int) []string {
+		return []string{"-ns", url, "-st", "FILE", "--dir", dir, "--ft_group", "g", "-m", fmt.Sprint(httpPort), "-c", conf}
+	}
+	portA, portB := e2ePort(t), e2ePort(t)
+	a := startProc(t, "a", args(portA)...)
+	waitFTStatus(t, "a", portA, http.StatusOK, "FT_ACTIVE", e2eStartMax)
+	b := startProc(t, "b", args(portB)...)
+	waitFTStatus(t, "b", portB, http.StatusNoContent, "FT_STANDBY", e2eStartMax)
+	waitServing(t, portA)
+
+	sc := e2eConnect(t, url, "ftp", stan.PubAckWait(2*time.Second))
+	publishAll(t, sc, "ft.x", 1, 3)
+	publishAll(t, sc, "other", 1, 1)
+	a.kill()
+	waitFTStatus(t, "b", portB, http.StatusOK, "FT_ACTIVE", e2eFailoverMax)
+	deadline := time.Now().Add(e2eFailoverMax)
+	for sc.Publish("ft.x", []byte("m4")) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no publish acknowledged within %v of the failover\n%s", e2eFailoverMax, b.log)
+		}
+	}
+	publishAll(t, sc, "other", 2, 2)
+	if got := strings.Join(allFrom(t, sc, "ft.x", 4), " "); got != "1:m1 2:m2 3:m3 4:m4" {
+		t.Fatalf("ft.x after the failover: %s", got)
+	}
+	if got := strings.Join(allFrom(t, sc, "other", 2), " "); got != "1:m1 2:m2" {
+		t.Fatalf("other: %s", got)
+	}
+	if code := b.term(t); code != 0 {
+		t.Fatalf("b exited with %d after SIGTERM", code)
 	}
 }
