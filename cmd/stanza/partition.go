@@ -116,12 +116,26 @@ func (p *partitions) checkUnique(subject string) error {
 	if err != nil {
 		return err
 	}
-	answers := make(chan []byte, 64)
+	// Every answer moves the deadline (heard); one conflict is enough to
+	// stop (conflict), so neither channel needs more than one waiting.
+	heard := make(chan struct{}, 1)
+	conflict := make(chan error, 1)
 	inbox := "_INBOX." + nuid.Next()
 	sub, err := p.conn.Subscribe(inbox, func(m transport.Msg) {
+		typ, from, channel, ok := decodeCtrlMsg(m.Data)
+		if !ok || typ != ctrlMsgPartitioning {
+			p.log.Warn("partitioning: dropping a malformed answer")
+			return
+		}
+		if len(channel) > 0 {
+			select {
+			case conflict <- fmt.Errorf("channel %q causes conflict with channels on server %q", channel, from):
+			default:
+			}
+		}
 		select {
-		case answers <- m.Data:
-		default: // the first conflict is enough; the rest may wait
+		case heard <- struct{}{}:
+		default:
 		}
 	})
 	if err != nil {
@@ -143,18 +157,17 @@ func (p *partitions) checkUnique(subject string) error {
 	defer timer.Stop()
 	for {
 		select {
-		case <-timer.C:
-			return nil
-		case data := <-answers:
-			typ, from, conflict, ok := decodeCtrlMsg(data)
-			if !ok || typ != ctrlMsgPartitioning {
-				p.log.Warn("partitioning: dropping a malformed answer")
-				continue
-			}
-			if len(conflict) > 0 {
-				return fmt.Errorf("channel %q causes conflict with channels on server %q", conflict, from)
-			}
+		case err := <-conflict:
+			return err
+		case <-heard:
 			timer.Reset(partitionWait)
+		case <-timer.C:
+			select {
+			case err := <-conflict:
+				return err
+			default:
+				return nil
+			}
 		}
 	}
 }

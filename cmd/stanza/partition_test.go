@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	stan "github.com/nats-io/stan.go"
+	"github.com/stanza-io/stanza/statemachine"
+	"github.com/stanza-io/stanza/transport"
 )
 
 func TestChannelListRoundTrip(t *testing.T) {
@@ -232,3 +235,103 @@ func TestE2EPartitionedFaultTolerantGroup(t *testing.T) {
 		t.Fatalf("b exited with %d after SIGTERM", code)
 	}
 }
+
+func partitionOptions(channels ...string) Options {
+	o := DefaultOptions()
+	o.ClusterID, o.Partitioning = "pc", true
+	o.Limits.PerChannel = map[string]statemachine.ChannelLimits{}
+	for _, c := range channels {
+		o.Limits.PerChannel[c] = statemachine.ChannelLimits{}
+	}
+	return o
+}
+
+// One conflicting answer among a hundred is enough to stop the start.
+func TestPartitionCheckHearsAConflictAmongManyAnswers(t *testing.T) {
+	ns, conn := ftBus(t)
+	peer := ftDial(t, ns)
+	sub, err := peer.Subscribe(partitionSubject("pc"), func(m transport.Msg) {
+		for i := range 100 {
+			var data []byte
+			if i == 70 {
+				data = []byte("foo")
+			}
+			peer.Publish(m.Reply, "", encodeCtrlMsg(ctrlMsgPartitioning, fmt.Sprintf("s%d", i), data))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := peer.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = startPartitions(conn, partitionOptions("foo"), "me", slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), `channel "foo" causes conflict with channels on server "s70"`) {
+		t.Fatalf("start: %v", err)
+	}
+}
+
+// A running partition answers each list with the first channel of it that
+// overlaps its own, or with nothing, and ignores its own list and
+// malformed ones.
+func TestPartitionAnswersOtherLists(t *testing.T) {
+	ns, conn := ftBus(t)
+	p, err := startPartitions(conn, partitionOptions("orders.*", "audit"), "me", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	peer := ftDial(t, ns)
+	ask := func(serverID string, data []byte) (string, bool) {
+		t.Helper()
+		inbox := "_INBOX.ask." + serverID
+		got := make(chan []byte, 4)
+		sub, err := peer.Subscribe(inbox, func(m transport.Msg) { got <- m.Data })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := peer.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := peer.Publish(partitionSubject("pc"), inbox, data); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case b := <-got:
+			typ, from, conflict, ok := decodeCtrlMsg(b)
+			if !ok || typ != ctrlMsgPartitioning || from != "me" {
+				t.Fatalf("answer % x", b)
+			}
+			return string(conflict), true
+		case <-time.After(partitionQuiet):
+			return "", false
+		}
+	}
+	list := func(chans ...string) []byte {
+		l, err := encodeChannelLists(chans, partitionListBytes)
+		if err != nil || len(l) != 1 {
+			t.Fatal(err)
+		}
+		return l[0]
+	}
+	if c, ok := ask("s1", encodeCtrlMsg(ctrlMsgPartitioning, "s1", list("x", "orders.eu", "audit"))); !ok || c != "orders.eu" {
+		t.Fatalf("overlapping list: %q, %v", c, ok)
+	}
+	if c, ok := ask("s2", encodeCtrlMsg(ctrlMsgPartitioning, "s2", list("x", "orders"))); !ok || c != "" {
+		t.Fatalf("disjoint list: %q, %v", c, ok)
+	}
+	if _, ok := ask("s3", encodeCtrlMsg(ctrlMsgPartitioning, "me", list("audit"))); ok {
+		t.Fatal("answered its own list")
+	}
+	if _, ok := ask("s4", []byte{0xff, 0x01}); ok {
+		t.Fatal("answered a malformed list")
+	}
+	if _, ok := ask("s5", encodeCtrlMsg(ctrlMsgPartitioning, "s5", []byte{9, 0, 'a'})); ok {
+		t.Fatal("answered a truncated channel list")
+	}
+}
+
+// partitionQuiet is how long a test waits for an answer that must not come.
+const partitionQuiet = 300 * time.Millisecond
