@@ -335,3 +335,46 @@ func TestPartitionAnswersOtherLists(t *testing.T) {
 
 // partitionQuiet is how long a test waits for an answer that must not come.
 const partitionQuiet = 300 * time.Millisecond
+
+// Whatever another server sends, decoding a channel list never panics, and
+// what decodes encodes back to the same bytes.
+func FuzzDecodeChannelList(f *testing.F) {
+	f.Add([]byte{2, 0, 'a', 'b', 1, 0, 'c'})
+	f.Add([]byte{5, 0, 'a'})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		chans, err := decodeChannelList(data)
+		if err != nil {
+			return
+		}
+		lists, err := encodeChannelLists(chans, 1<<20)
+		if err != nil {
+			t.Fatalf("re-encode %q: %v", chans, err)
+		}
+		var again []byte
+		for _, l := range lists {
+			again = append(again, l...)
+		}
+		if string(again) != string(data) {
+			t.Fatalf("% x decoded to %q, which encodes to % x", data, chans, again)
+		}
+	})
+}
+
+// The same for a CtrlMsg: decoding never panics, and the fields that decode
+// encode to a message that decodes to them.
+func FuzzDecodeCtrlMsg(f *testing.F) {
+	f.Add(encodeCtrlMsg(ctrlMsgPartitioning, "srv", []byte{1, 0, 'x'}))
+	f.Add(encodeFTHeartbeat("srv", time.Unix(1, 0)))
+	f.Add([]byte{0xff, 0x01})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		typ, id, body, ok := decodeCtrlMsg(data)
+		if !ok {
+			return
+		}
+		typ2, id2, body2, ok := decodeCtrlMsg(encodeCtrlMsg(typ, id, body))
+		if !ok || typ2 != typ || id2 != id || string(body2) != string(body) {
+			t.Fatalf("% x: (%d %q % x) came back as (%d %q % x %v)", data, typ, id, body, typ2, id2, body2, ok)
+		}
+	})
+}
