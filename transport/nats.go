@@ -21,6 +21,9 @@ type NATSOptions struct {
 	Secure                     bool
 	TLSCert, TLSKey, TLSCACert string
 	OnDisconnect, OnReconnect  func(string) // optional log hooks: called with the event
+	// OnDiscoveredServers, if set, is called when the NATS cluster tells
+	// the connection of servers it did not know.
+	OnDiscoveredServers func()
 }
 
 type natsConn struct{ nc *nats.Conn }
@@ -57,6 +60,9 @@ func DialNATS(o NATSOptions) (Conn, error) {
 	}
 	if h := o.OnReconnect; h != nil {
 		opts = append(opts, nats.ReconnectHandler(func(nc *nats.Conn) { h(nc.ConnectedUrlRedacted()) }))
+	}
+	if h := o.OnDiscoveredServers; h != nil {
+		opts = append(opts, nats.DiscoveredServersHandler(func(*nats.Conn) { h() }))
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {

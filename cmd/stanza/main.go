@@ -85,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 	case <-srv.node.Done():
 		log.Error("server stopped", "err", srv.node.Err())
 		return 1
-	case err := <-srv.ftAbort:
+	case err := <-srv.abort:
 		log.Error("server stopped", "err", err)
 		return 1
 	}
@@ -116,11 +116,15 @@ type running struct {
 	log      *slog.Logger
 	mon      *monitorSwitch
 	monInfo  node.MonitorInfo
-	// FT mode: the heartbeats stop when ftQuit closes; ftAbort reports
-	// another active server of the group.
-	ft      *ft
-	ftQuit  chan struct{}
-	ftAbort chan error
+	// FT mode: the heartbeats stop when ftQuit closes. abort reports
+	// another active server of the group, or a partition that has some of
+	// this one's channels: the server must stop.
+	ft     *ft
+	ftQuit chan struct{}
+	abort  chan error
+	// discovered signals that the NATS cluster grew (partitioning checks
+	// its channels again).
+	discovered chan struct{}
 }
 
 func (r *running) shutdown() {
@@ -147,7 +151,7 @@ func (r *running) shutdown() {
 
 func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, err error) {
 	startTime := time.Now()
-	r = &running{log: log, serverID: nuid.Next()}
+	r = &running{log: log, serverID: nuid.Next(), abort: make(chan error, 1), discovered: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			r.shutdown()
@@ -180,6 +184,12 @@ func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, er
 		Secure: opts.Secure || r.nats != nil && opts.TLSCert != "", TLSCert: opts.TLSClientCert, TLSKey: opts.TLSClientKey, TLSCACert: clientCA,
 		OnDisconnect: func(e string) { log.Warn("disconnected from NATS", "err", e) },
 		OnReconnect:  func(u string) { log.Info("reconnected to NATS", "url", u) },
+		OnDiscoveredServers: func() {
+			select {
+			case r.discovered <- struct{}{}:
+			default:
+			}
+		},
 	})
 	if err != nil {
 		return r, err
@@ -211,11 +221,12 @@ func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, er
 				return r, err
 			}
 			r.closers = append(r.closers, p.close)
+			go p.watch(r.discovered, r.abort)
 		} else if err := ensureAlone(r.conn, opts); err != nil {
 			return r, err
 		}
-		r.ftQuit, r.ftAbort = make(chan struct{}), make(chan error, 1)
-		go r.ft.heartbeat(time.Now(), r.ftQuit, r.ftAbort)
+		r.ftQuit = make(chan struct{})
+		go r.ft.heartbeat(time.Now(), r.ftQuit, r.abort)
 		log.Info("ft: server is active", "group", opts.FTGroup)
 	} else if opts.Partitioning {
 		// The other partitions answer on the cluster ID too: what must be
@@ -225,6 +236,7 @@ func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, er
 			return r, err
 		}
 		r.closers = append(r.closers, p.close)
+		go p.watch(r.discovered, r.abort)
 	} else if !opts.Clustered {
 		if err := ensureAlone(r.conn, opts); err != nil {
 			return r, err

@@ -34,6 +34,9 @@ const (
 	// partitionWait is how long a starting server waits for the answers
 	// to its list, after the last one that came.
 	partitionWait = time.Second
+	// partitionSettle is how long after the NATS cluster grew a server
+	// checks its channels again (nats-streaming-server's wait).
+	partitionSettle = 500 * time.Millisecond
 	// partitionListBytes bounds the Data of one list message; a longer
 	// list goes in several, each answered on its own.
 	partitionListBytes = 64 << 10
@@ -59,16 +62,18 @@ func partitionChannels(opts Options) []string {
 type partitions struct {
 	conn     transport.Conn
 	serverID string
+	subject  string
 	channels []string
 	log      *slog.Logger
 	sub      transport.Subscription
+	done     chan struct{} // closed by close
 }
 
 // startPartitions starts answering other servers' lists on conn, then
 // sends this server's and fails if another server has any of its channels.
 func startPartitions(conn transport.Conn, opts Options, serverID string, log *slog.Logger) (*partitions, error) {
-	p := &partitions{conn: conn, serverID: serverID, channels: partitionChannels(opts), log: log}
 	subject := partitionSubject(opts.ClusterID)
+	p := &partitions{conn: conn, serverID: serverID, subject: subject, channels: partitionChannels(opts), log: log, done: make(chan struct{})}
 	sub, err := conn.Subscribe(subject, p.answer)
 	if err != nil {
 		return nil, fmt.Errorf("partitioning: subscribe to %s: %w", subject, err)
@@ -82,7 +87,37 @@ func startPartitions(conn transport.Conn, opts Options, serverID string, log *sl
 	return p, nil
 }
 
-func (p *partitions) close() { p.sub.Unsubscribe() }
+func (p *partitions) close() {
+	close(p.done)
+	p.sub.Unsubscribe()
+}
+
+// watch checks the channels again each time the NATS cluster grows (a
+// server with some of them may be in the part that joined), after
+// partitionSettle for the routes to form, until close. A conflict goes to
+// abort: the server must stop, as nats-streaming-server does. The other
+// server checks too, and stops as well if this one is still there to
+// answer.
+func (p *partitions) watch(discovered <-chan struct{}, abort chan<- error) {
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-discovered:
+		}
+		select {
+		case <-p.done:
+			return
+		case <-time.After(partitionSettle):
+		}
+		p.log.Info("partitioning: the NATS cluster grew; checking the channels again")
+		if err := p.checkUnique(p.subject); err != nil {
+			p.log.Error("partitioning: the NATS cluster grew, and another server has some of this server's channels", "err", err)
+			abort <- err
+			return
+		}
+	}
+}
 
 // answer answers one other server's list with the first of its channels
 // that overlaps one of ours, or with nothing.

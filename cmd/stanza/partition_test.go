@@ -378,3 +378,47 @@ func FuzzDecodeCtrlMsg(f *testing.F) {
 		}
 	})
 }
+
+// Two partitions with a channel in common can start on NATS servers that
+// do not know each other; when a third server joins the two into one NATS
+// cluster, both check their channels again, and at least the first to hear
+// the other's answer stops (both may).
+func TestRunPartitionsStopWhenTheirNATSClustersJoin(t *testing.T) {
+	nats := func(routes ...string) (*transport.Embedded, string) {
+		t.Helper()
+		route := fmt.Sprintf("nats://127.0.0.1:%d", e2ePort(t))
+		ns, err := transport.StartEmbedded(transport.EmbeddedOptions{Host: "127.0.0.1", Port: -1, ClusterName: "join",
+			ClusterListen: route, Routes: routes, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(ns.Shutdown)
+		return ns, route
+	}
+	left, leftRoute := nats()
+	right, rightRoute := nats()
+	stopL, logL := startRun(t, "-ns", left.ClientURL(), "-c", partitionConfig(t, "dup.x"))
+	stopR, logR := startRun(t, "-ns", right.ClientURL(), "-c", partitionConfig(t, "dup.*", "mine"))
+	waitLog(t, logL, "stanza started")
+	waitLog(t, logR, "stanza started")
+
+	nats(leftRoute, rightRoute)
+	const conflict = "causes conflict with channels on server"
+	deadline := time.Now().Add(e2eStartMax)
+	for !strings.Contains(logL.String(), conflict) && !strings.Contains(logR.String(), conflict) {
+		if time.Now().After(deadline) {
+			t.Fatalf("neither server saw the conflict:\nleft:\n%s\nright:\n%s", logL, logR)
+		}
+		time.Sleep(e2ePollEvery) // the servers check 500 ms after the NATS cluster grew
+	}
+	for _, s := range []struct {
+		name string
+		log  *syncBuffer
+		stop func() int
+	}{{"left", logL, stopL}, {"right", logR, stopR}} {
+		saw := strings.Contains(s.log.String(), conflict)
+		if rc := s.stop(); saw && rc != 1 || !saw && rc != 0 {
+			t.Errorf("%s: exit %d, saw the conflict %v\n%s", s.name, rc, saw, s.log)
+		}
+	}
+}
