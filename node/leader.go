@@ -50,8 +50,8 @@ func (c *Core) request(nowNanos int64, m Msg) {
 		}
 		c.nAck++
 		ackInbox := c.subj.AckPrefix + "." + strconv.FormatUint(c.id, 16) + "x" + strconv.FormatUint(c.term, 10) + "." + strconv.FormatUint(c.nAck, 10)
-		c.queue = append(c.queue, &pb.Command{ReplyTo: m.Reply, Op: &pb.Command_Subscribe{Subscribe: &pb.Subscribe{Request: req, AckInbox: ackInbox,
-			ReplaceDurable: c.cfg.ReplaceDurable}}})
+		c.queue = append(c.queue, &pb.Command{ReplyTo: m.Reply, ReplaceDurable: c.cfg.ReplaceDurable,
+			Op: &pb.Command_Subscribe{Subscribe: &pb.Subscribe{Request: req, AckInbox: ackInbox}}})
 	case m.Subject == c.subj.Unsub || m.Subject == c.subj.SubClose:
 		req := &pb.UnsubscribeRequest{}
 		if err := proto.Unmarshal(m.Data, req); err != nil {

@@ -129,8 +129,9 @@ func num(t *testing.T, s string) int64 {
 	return n
 }
 
-func (h *harness) apply(op any) Result {
-	cmd := NewCommand(h.nowSec*nanosPerSecond, op)
+func (h *harness) apply(op any) Result { return h.applyCommand(NewCommand(h.nowSec*nanosPerSecond, op)) }
+
+func (h *harness) applyCommand(cmd *pb.Command) Result {
 	// Every command goes through the wire encoding, as it does through raft.
 	dec, err := DecodeCommand(EncodeCommand(cmd))
 	if err != nil {
@@ -265,7 +266,9 @@ func (h *harness) run(t *testing.T, line string) string {
 				}
 			}
 		}
-		return render(h.apply(&pb.Subscribe{Request: req, AckInbox: ack, ReplaceDurable: kv["replace"] == "true"}))
+		cmd := NewCommand(h.nowSec*nanosPerSecond, &pb.Subscribe{Request: req, AckInbox: ack})
+		cmd.ReplaceDurable = kv["replace"] == "true"
+		return render(h.applyCommand(cmd))
 	case "unsub", "subclose":
 		need(3)
 		return render(h.apply(&pb.Unsubscribe{Request: &pb.UnsubscribeRequest{ClientID: pos[0], Subject: pos[1], Inbox: pos[2]}, CloseOnly: fields[0] == "subclose"}))

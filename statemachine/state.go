@@ -159,7 +159,7 @@ func (s *State) apply(cmd *pb.Command, records bool) Result {
 	case *pb.Command_Publish:
 		a.publish(op.Publish.GetMsgs())
 	case *pb.Command_Subscribe:
-		a.subscribe(op.Subscribe)
+		a.subscribe(op.Subscribe, cmd.GetReplaceDurable())
 	case *pb.Command_Unsubscribe:
 		a.unsubscribe(op.Unsubscribe.GetRequest(), op.Unsubscribe.GetCloseOnly())
 	case *pb.Command_Acks:

@@ -73,7 +73,7 @@ func ValidateSubscribe(req *pb.SubscriptionRequest) string {
 
 const nanosPerSecond = 1_000_000_000
 
-func (a *applier) subscribe(op *pb.Subscribe) {
+func (a *applier) subscribe(op *pb.Subscribe, replaceDurable bool) {
 	req := op.GetRequest()
 	if e := ValidateSubscribe(req); e != "" {
 		a.res.Err = e
@@ -145,7 +145,7 @@ func (a *applier) subscribe(op *pb.Subscribe) {
 		key := c.id + "-" + d
 		if sb := ch.durables[key]; sb != nil {
 			if !sb.offline {
-				if !op.GetReplaceDurable() {
+				if !replaceDurable {
 					a.res.Err = ErrDupDurable
 					return
 				}

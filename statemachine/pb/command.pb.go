@@ -49,9 +49,17 @@ type Command struct {
 	// replyTo is where the leader that applies the command sends the reply of
 	// a connect, close, subscribe or unsubscribe request. The state machine
 	// ignores it.
-	ReplyTo       string `protobuf:"bytes,20,opt,name=replyTo,proto3" json:"replyTo,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ReplyTo string `protobuf:"bytes,20,opt,name=replyTo,proto3" json:"replyTo,omitempty"`
+	// replaceDurable, on a subscribe: the leader runs with --replace_durable,
+	// so a plain durable already online for this client is closed and the
+	// request resumes it (nats-streaming-server's option). The command
+	// carries it so that a replay decides as the leader did, whatever the
+	// flag is then; at the top level, so that a replica of a version without
+	// it stops there rather than refuse the subscribe (see
+	// statemachine.ErrNewerCommand).
+	ReplaceDurable bool `protobuf:"varint,21,opt,name=replaceDurable,proto3" json:"replaceDurable,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Command) Reset() {
@@ -193,6 +201,13 @@ func (x *Command) GetReplyTo() string {
 		return x.ReplyTo
 	}
 	return ""
+}
+
+func (x *Command) GetReplaceDurable() bool {
+	if x != nil {
+		return x.ReplaceDurable
+	}
+	return false
 }
 
 type isCommand_Op interface {
@@ -426,16 +441,11 @@ func (x *Publish) GetAckSubjects() []string {
 // Subscribe creates or resumes a subscription with the ack inbox the leader
 // chose.
 type Subscribe struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Request  *SubscriptionRequest   `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
-	AckInbox string                 `protobuf:"bytes,2,opt,name=ackInbox,proto3" json:"ackInbox,omitempty"`
-	// replaceDurable: the leader runs with --replace_durable, so a plain
-	// durable already online for this client is closed and the request
-	// resumes it (nats-streaming-server's option). The command carries it so
-	// that a replay decides as the leader did, whatever the flag is then.
-	ReplaceDurable bool `protobuf:"varint,3,opt,name=replaceDurable,proto3" json:"replaceDurable,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       *SubscriptionRequest   `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	AckInbox      string                 `protobuf:"bytes,2,opt,name=ackInbox,proto3" json:"ackInbox,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Subscribe) Reset() {
@@ -480,13 +490,6 @@ func (x *Subscribe) GetAckInbox() string {
 		return x.AckInbox
 	}
 	return ""
-}
-
-func (x *Subscribe) GetReplaceDurable() bool {
-	if x != nil {
-		return x.ReplaceDurable
-	}
-	return false
 }
 
 // Unsubscribe removes a subscription, or only closes it when closeOnly is set
@@ -1466,7 +1469,7 @@ var File_statemachine_pb_command_proto protoreflect.FileDescriptor
 
 const file_statemachine_pb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dstatemachine/pb/command.proto\x12\tstanza.pb\x1a\x1estatemachine/pb/protocol.proto\"\xd6\x04\n" +
+	"\x1dstatemachine/pb/command.proto\x12\tstanza.pb\x1a\x1estatemachine/pb/protocol.proto\"\xfe\x04\n" +
 	"\aCommand\x12\x1a\n" +
 	"\bnowNanos\x18\x01 \x01(\x03R\bnowNanos\x12.\n" +
 	"\aconnect\x18\x02 \x01(\v2\x12.stanza.pb.ConnectH\x00R\aconnect\x12.\n" +
@@ -1480,7 +1483,8 @@ const file_statemachine_pb_command_proto_rawDesc = "" +
 	"\rdeleteChannel\x18\n" +
 	" \x01(\v2\x18.stanza.pb.DeleteChannelH\x00R\rdeleteChannel\x12=\n" +
 	"\fclientHealth\x18\v \x01(\v2\x17.stanza.pb.ClientHealthH\x00R\fclientHealth\x12\x18\n" +
-	"\areplyTo\x18\x14 \x01(\tR\areplyToB\x04\n" +
+	"\areplyTo\x18\x14 \x01(\tR\areplyTo\x12&\n" +
+	"\x0ereplaceDurable\x18\x15 \x01(\bR\x0ereplaceDurableB\x04\n" +
 	"\x02op\"X\n" +
 	"\aConnect\x123\n" +
 	"\arequest\x18\x01 \x01(\v2\x19.stanza.pb.ConnectRequestR\arequest\x12\x18\n" +
@@ -1490,11 +1494,10 @@ const file_statemachine_pb_command_proto_rawDesc = "" +
 	"\ahbInbox\x18\x02 \x01(\tR\ahbInbox\"R\n" +
 	"\aPublish\x12%\n" +
 	"\x04msgs\x18\x01 \x03(\v2\x11.stanza.pb.PubMsgR\x04msgs\x12 \n" +
-	"\vackSubjects\x18\x02 \x03(\tR\vackSubjects\"\x89\x01\n" +
+	"\vackSubjects\x18\x02 \x03(\tR\vackSubjects\"a\n" +
 	"\tSubscribe\x128\n" +
 	"\arequest\x18\x01 \x01(\v2\x1e.stanza.pb.SubscriptionRequestR\arequest\x12\x1a\n" +
-	"\backInbox\x18\x02 \x01(\tR\backInbox\x12&\n" +
-	"\x0ereplaceDurable\x18\x03 \x01(\bR\x0ereplaceDurable\"d\n" +
+	"\backInbox\x18\x02 \x01(\tR\backInbox\"d\n" +
 	"\vUnsubscribe\x127\n" +
 	"\arequest\x18\x01 \x01(\v2\x1d.stanza.pb.UnsubscribeRequestR\arequest\x12\x1c\n" +
 	"\tcloseOnly\x18\x02 \x01(\bR\tcloseOnly\"U\n" +
