@@ -136,7 +136,7 @@ func (p *partitions) answer(m transport.Msg) {
 		return
 	}
 	var conflict []byte
-	if c, _, found := overlap(theirs, p.channels); found {
+	if c, found := overlap(theirs, p.channels); found {
 		conflict = []byte(c)
 		p.log.Warn("partitioning: another server starts with a channel this one has", "server", from, "channel", c)
 	}
@@ -207,17 +207,17 @@ func (p *partitions) checkUnique(subject string) error {
 	}
 }
 
-// overlap returns the first channel of a (and the one of b) that some
-// channel matches both of, as names or patterns.
-func overlap(a, b []string) (string, string, bool) {
+// overlap returns the first channel (name or pattern) of a that some
+// channel matches together with one of b.
+func overlap(a, b []string) (string, bool) {
 	for _, x := range a {
 		for _, y := range b {
 			if statemachine.PatternsOverlap(x, y) {
-				return x, y, true
+				return x, true
 			}
 		}
 	}
-	return "", "", false
+	return "", false
 }
 
 // encodeChannelLists encodes channels as nats-streaming-server does, each
