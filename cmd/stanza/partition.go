@@ -67,6 +67,9 @@ type partitions struct {
 	log      *slog.Logger
 	sub      transport.Subscription
 	done     chan struct{} // closed by close
+	// malformed limits the warnings about malformed lists (answer runs on
+	// the subscription's one goroutine).
+	malformed rateLimit
 }
 
 // startPartitions starts answering other servers' lists on conn, then
@@ -113,7 +116,10 @@ func (p *partitions) watch(discovered <-chan struct{}, abort chan<- error) {
 		p.log.Info("partitioning: the NATS cluster grew; checking the channels again")
 		if err := p.checkUnique(p.subject); err != nil {
 			p.log.Error("partitioning: the NATS cluster grew, and another server has some of this server's channels", "err", err)
-			abort <- err
+			select {
+			case abort <- err:
+			default: // the server is stopping for another reason already
+			}
 			return
 		}
 	}
@@ -124,7 +130,9 @@ func (p *partitions) watch(discovered <-chan struct{}, abort chan<- error) {
 func (p *partitions) answer(m transport.Msg) {
 	typ, from, data, ok := decodeCtrlMsg(m.Data)
 	if !ok || typ != ctrlMsgPartitioning || m.Reply == "" {
-		p.log.Warn("partitioning: dropping a malformed channels list", "reply", m.Reply)
+		if p.malformed.ok() {
+			p.log.Warn("partitioning: dropping a malformed channels list", "reply", m.Reply)
+		}
 		return
 	}
 	if from == p.serverID {
@@ -132,7 +140,9 @@ func (p *partitions) answer(m transport.Msg) {
 	}
 	theirs, err := decodeChannelList(data)
 	if err != nil {
-		p.log.Warn("partitioning: dropping a malformed channels list", "server", from, "err", err)
+		if p.malformed.ok() {
+			p.log.Warn("partitioning: dropping a malformed channels list", "server", from, "err", err)
+		}
 		return
 	}
 	var conflict []byte
