@@ -26,8 +26,10 @@ import (
 
 	"github.com/nats-io/nuid"
 	"github.com/stanza-io/stanza/statemachine"
+	"github.com/stanza-io/stanza/statemachine/pb"
 	"github.com/stanza-io/stanza/storage"
 	"github.com/stanza-io/stanza/transport"
+	"google.golang.org/protobuf/proto"
 )
 
 const (
@@ -37,6 +39,9 @@ const (
 	// partitionSettle is how long after the NATS cluster grew a server
 	// checks its channels again (nats-streaming-server's wait).
 	partitionSettle = 500 * time.Millisecond
+	// partitionProbeWait is how long a partitioned server waits for a
+	// server that is not partitioned to answer its probe (as ensureAlone).
+	partitionProbeWait = 250 * time.Millisecond
 	// partitionListBytes bounds the Data of one list message; a longer
 	// list goes in several, each answered on its own.
 	partitionListBytes = 64 << 10
@@ -63,6 +68,7 @@ type partitions struct {
 	conn     transport.Conn
 	serverID string
 	subject  string
+	opts     Options
 	channels []string
 	log      *slog.Logger
 	sub      transport.Subscription
@@ -76,13 +82,17 @@ type partitions struct {
 // sends this server's and fails if another server has any of its channels.
 func startPartitions(conn transport.Conn, opts Options, serverID string, log *slog.Logger) (*partitions, error) {
 	subject := partitionSubject(opts.ClusterID)
-	p := &partitions{conn: conn, serverID: serverID, subject: subject, channels: partitionChannels(opts), log: log, done: make(chan struct{})}
+	p := &partitions{conn: conn, serverID: serverID, subject: subject, opts: opts, channels: partitionChannels(opts), log: log, done: make(chan struct{})}
 	sub, err := conn.Subscribe(subject, p.answer)
 	if err != nil {
 		return nil, fmt.Errorf("partitioning: subscribe to %s: %w", subject, err)
 	}
 	p.sub = sub
 	if err := p.checkUnique(subject); err != nil {
+		sub.Unsubscribe()
+		return nil, err
+	}
+	if err := p.checkAllPartitioned(opts); err != nil {
 		sub.Unsubscribe()
 		return nil, err
 	}
@@ -114,7 +124,11 @@ func (p *partitions) watch(discovered <-chan struct{}, abort chan<- error) {
 		case <-time.After(partitionSettle):
 		}
 		p.log.Info("partitioning: the NATS cluster grew; checking the channels again")
-		if err := p.checkUnique(p.subject); err != nil {
+		err := p.checkUnique(p.subject)
+		if err == nil {
+			err = p.checkAllPartitioned(p.opts)
+		}
+		if err != nil {
 			p.log.Error("partitioning: the NATS cluster grew, and another server has some of this server's channels", "err", err)
 			select {
 			case abort <- err:
@@ -214,6 +228,50 @@ func (p *partitions) checkUnique(subject string) error {
 				return nil
 			}
 		}
+	}
+}
+
+// checkAllPartitioned fails if a server that is not partitioned serves
+// the cluster ID: it takes publishes on every channel, so it answers one
+// on a channel that no partition has (a partition whose list would match
+// it overlaps every other and fails checkUnique). A server that is not
+// partitioned refuses to start beside partitions already (ensureAlone);
+// this covers the other order, which nats-streaming-server does not.
+func (p *partitions) checkAllPartitioned(opts Options) error {
+	channel := "_STANZA.partition.probe." + nuid.Next()
+	for _, c := range p.channels {
+		if statemachine.MatchChannel(c, channel) {
+			return nil // this server would answer the probe itself
+		}
+	}
+	inbox := "_INBOX." + nuid.Next()
+	answered := make(chan struct{}, 1)
+	sub, err := p.conn.Subscribe(inbox, func(transport.Msg) {
+		select {
+		case answered <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("partitioning: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := p.conn.Flush(); err != nil {
+		return fmt.Errorf("partitioning: %w", err)
+	}
+	// From no client: a server refuses it, and stores nothing.
+	msg, err := proto.Marshal(&pb.PubMsg{ClientID: "stanza.probe", Guid: nuid.Next(), Subject: channel})
+	if err != nil {
+		return fmt.Errorf("partitioning: %w", err)
+	}
+	if err := p.conn.Publish("_STAN.pub."+opts.ClusterID+"."+channel, inbox, msg); err != nil {
+		return fmt.Errorf("partitioning: %w", err)
+	}
+	select {
+	case <-answered:
+		return fmt.Errorf("discovered a streaming server with cluster ID %q that is not partitioned", opts.ClusterID)
+	case <-time.After(partitionProbeWait):
+		return nil
 	}
 }
 

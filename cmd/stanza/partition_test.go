@@ -422,3 +422,27 @@ func TestRunPartitionsStopWhenTheirNATSClustersJoin(t *testing.T) {
 		}
 	}
 }
+
+// A partitioned server does not start beside a server of its cluster ID
+// that is not partitioned (which takes every channel's publishes); the
+// other order is refused by the plain server's own check.
+func TestRunPartitionRefusesAnUnpartitionedServer(t *testing.T) {
+	port := e2ePort(t)
+	_, logPlain := startRun(t, "-a", "127.0.0.1", "-p", fmt.Sprint(port))
+	connectRetry(t, natsURL(port), "probe").Close()
+	var out syncBuffer
+	rc := run([]string{"-ns", natsURL(port), "-c", partitionConfig(t, "mine")}, &out, &out, nil)
+	if rc != 1 || !strings.Contains(out.String(), `discovered a streaming server with cluster ID \"test-cluster\" that is not partitioned`) {
+		t.Fatalf("partitioned server beside a plain one: exit %d, log:\n%s\nplain server:\n%s", rc, out.String(), logPlain)
+	}
+
+	// And a plain server does not start beside a partition.
+	port2, http2 := e2ePort(t), e2ePort(t)
+	startRun(t, "-a", "127.0.0.1", "-p", fmt.Sprint(port2), "-m", fmt.Sprint(http2), "-c", partitionConfig(t, "mine"))
+	waitServing(t, http2)
+	stop, log := startRun(t, "-ns", natsURL(port2))
+	waitLog(t, log, "discovered another streaming server")
+	if rc := stop(); rc != 1 {
+		t.Fatalf("plain server beside a partition: exit %d, log:\n%s", rc, log)
+	}
+}
