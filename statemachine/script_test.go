@@ -129,7 +129,9 @@ func num(t *testing.T, s string) int64 {
 	return n
 }
 
-func (h *harness) apply(op any) Result { return h.applyCommand(NewCommand(h.nowSec*nanosPerSecond, op)) }
+func (h *harness) apply(op any) Result {
+	return h.applyCommand(NewCommand(h.nowSec*nanosPerSecond, op))
+}
 
 func (h *harness) applyCommand(cmd *pb.Command) Result {
 	// Every command goes through the wire encoding, as it does through raft.
