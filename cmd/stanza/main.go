@@ -302,31 +302,16 @@ func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, er
 // ensureAlone refuses to start a standalone server where another one already
 // serves the cluster ID, as nats-streaming-server does.
 func ensureAlone(conn transport.Conn, opts Options) error {
-	inbox := "_INBOX." + nuid.Next()
-	answered := make(chan struct{}, 1)
-	sub, err := conn.Subscribe(inbox, func(transport.Msg) {
-		select {
-		case answered <- struct{}{}:
-		default:
-		}
+	// A client ID that fails validation: a live server answers with an
+	// error and registers nothing.
+	found, err := anyAnswer(conn, opts.DiscoverPrefix+"."+opts.ClusterID, 250*time.Millisecond, func(inbox string) ([]byte, error) {
+		return proto.Marshal(&pb.ConnectRequest{ClientID: "stanza.probe", HeartbeatInbox: inbox})
 	})
 	if err != nil {
 		return err
 	}
-	defer sub.Unsubscribe()
-	if err := conn.Flush(); err != nil {
-		return err
-	}
-	// A client ID that fails validation: a live server answers with an
-	// error and registers nothing.
-	req, _ := proto.Marshal(&pb.ConnectRequest{ClientID: "stanza.probe", HeartbeatInbox: inbox})
-	if err := conn.Publish(opts.DiscoverPrefix+"."+opts.ClusterID, inbox, req); err != nil {
-		return err
-	}
-	select {
-	case <-answered:
+	if found {
 		return fmt.Errorf("discovered another streaming server with cluster ID %q", opts.ClusterID)
-	case <-time.After(250 * time.Millisecond):
-		return nil
 	}
+	return nil
 }

@@ -179,8 +179,7 @@ func (p *partitions) checkUnique(subject string) error {
 	// stop (conflict), so neither channel needs more than one waiting.
 	heard := make(chan struct{}, 1)
 	conflict := make(chan error, 1)
-	inbox := "_INBOX." + nuid.Next()
-	sub, err := p.conn.Subscribe(inbox, func(m transport.Msg) {
+	inbox, sub, err := subscribeInbox(p.conn, func(m transport.Msg) {
 		typ, from, channel, ok := decodeCtrlMsg(m.Data)
 		if !ok || typ != ctrlMsgPartitioning {
 			p.log.Warn("partitioning: dropping a malformed answer")
@@ -201,9 +200,6 @@ func (p *partitions) checkUnique(subject string) error {
 		return fmt.Errorf("partitioning: %w", err)
 	}
 	defer sub.Unsubscribe()
-	if err := p.conn.Flush(); err != nil {
-		return fmt.Errorf("partitioning: %w", err)
-	}
 	for _, l := range lists {
 		if err := p.conn.Publish(subject, inbox, encodeCtrlMsg(ctrlMsgPartitioning, p.serverID, l)); err != nil {
 			return fmt.Errorf("partitioning: send the channels list: %w", err)
@@ -244,35 +240,17 @@ func (p *partitions) checkAllPartitioned(opts Options) error {
 			return nil // this server would answer the probe itself
 		}
 	}
-	inbox := "_INBOX." + nuid.Next()
-	answered := make(chan struct{}, 1)
-	sub, err := p.conn.Subscribe(inbox, func(transport.Msg) {
-		select {
-		case answered <- struct{}{}:
-		default:
-		}
+	// From no client: a server refuses it, and stores nothing.
+	found, err := anyAnswer(p.conn, "_STAN.pub."+opts.ClusterID+"."+channel, partitionProbeWait, func(string) ([]byte, error) {
+		return proto.Marshal(&pb.PubMsg{ClientID: "stanza.probe", Guid: nuid.Next(), Subject: channel})
 	})
 	if err != nil {
 		return fmt.Errorf("partitioning: %w", err)
 	}
-	defer sub.Unsubscribe()
-	if err := p.conn.Flush(); err != nil {
-		return fmt.Errorf("partitioning: %w", err)
-	}
-	// From no client: a server refuses it, and stores nothing.
-	msg, err := proto.Marshal(&pb.PubMsg{ClientID: "stanza.probe", Guid: nuid.Next(), Subject: channel})
-	if err != nil {
-		return fmt.Errorf("partitioning: %w", err)
-	}
-	if err := p.conn.Publish("_STAN.pub."+opts.ClusterID+"."+channel, inbox, msg); err != nil {
-		return fmt.Errorf("partitioning: %w", err)
-	}
-	select {
-	case <-answered:
+	if found {
 		return fmt.Errorf("discovered a streaming server with cluster ID %q that is not partitioned", opts.ClusterID)
-	case <-time.After(partitionProbeWait):
-		return nil
 	}
+	return nil
 }
 
 // overlap returns the first channel (name or pattern) of a that some
