@@ -216,12 +216,9 @@ func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, er
 		// still answers is another one serving this cluster ID outside the
 		// group (or, partitioned, one that has some of our channels).
 		if opts.Partitioning {
-			p, err := startPartitions(r.conn, opts, r.serverID, log)
-			if err != nil {
+			if err := r.partition(opts); err != nil {
 				return r, err
 			}
-			r.closers = append(r.closers, p.close)
-			go p.watch(r.discovered, r.abort)
 		} else if err := ensureAlone(r.conn, opts); err != nil {
 			return r, err
 		}
@@ -231,12 +228,9 @@ func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, er
 	} else if opts.Partitioning {
 		// The other partitions answer on the cluster ID too: what must be
 		// alone is each channel.
-		p, err := startPartitions(r.conn, opts, r.serverID, log)
-		if err != nil {
+		if err := r.partition(opts); err != nil {
 			return r, err
 		}
-		r.closers = append(r.closers, p.close)
-		go p.watch(r.discovered, r.abort)
 	} else if !opts.Clustered {
 		if err := ensureAlone(r.conn, opts); err != nil {
 			return r, err
@@ -297,6 +291,19 @@ func start(opts Options, log *slog.Logger, quit <-chan struct{}) (r *running, er
 	}
 	log.Info("stanza started", "version", version, "cluster_id", opts.ClusterID, "node", name, "peers", peers, "store", opts.StoreType)
 	return r, nil
+}
+
+// partition checks this partitioned server's channels against the other
+// servers', answers theirs from now on, and checks again whenever the
+// NATS cluster grows, until the server stops.
+func (r *running) partition(opts Options) error {
+	p, err := startPartitions(r.conn, opts, r.serverID, r.log)
+	if err != nil {
+		return err
+	}
+	r.closers = append(r.closers, p.close)
+	go p.watch(r.discovered, r.abort)
+	return nil
 }
 
 // ensureAlone refuses to start a standalone server where another one already
